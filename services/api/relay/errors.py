@@ -1,0 +1,94 @@
+"""Domain errors, and the one place they become HTTP answers."""
+
+import asyncio
+import logging
+
+from aiohttp import web
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+
+log = logging.getLogger(__name__)
+
+
+class RelayError(Exception):
+    status = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, code: str | None = None, **details) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        self.details = details
+
+
+class InvalidInput(RelayError):
+    status = 400
+    code = "invalid_field"
+
+
+class Unauthorized(RelayError):
+    status = 401
+    code = "unauthorized"
+
+
+class Forbidden(RelayError):
+    status = 403
+    code = "forbidden"
+
+
+class NotFound(RelayError):
+    status = 404
+    code = "not_found"
+
+
+class Conflict(RelayError):
+    status = 409
+    code = "conflict"
+
+
+class Unavailable(RelayError):
+    status = 503
+    code = "unavailable"
+
+
+def error_response(status: int, code: str, message: str, **details) -> web.Response:
+    body = {"error": code, "message": message, **details}
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return web.json_response(body, status=status, headers=headers)
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler) -> web.StreamResponse:
+    """Answer every failure as JSON {"error", "message"}; never an HTML page."""
+    try:
+        return await handler(request)
+    except RelayError as exc:
+        return error_response(exc.status, exc.code, exc.message, **exc.details)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return error_response(exc.status, _code(exc.reason), exc.reason)
+    except (OperationalError, PoolTimeoutError, ConnectionError, OSError) as exc:
+        log.warning(
+            "database unavailable on %s %s: %s", request.method, request.path, exc
+        )
+        return error_response(
+            503, "database_unavailable", "The database is unavailable"
+        )
+    except DBAPIError as exc:
+        if exc.connection_invalidated:
+            return error_response(
+                503, "database_unavailable", "The database is unavailable"
+            )
+        log.exception("database error on %s %s", request.method, request.path)
+        return error_response(500, "internal_error", "Internal server error")
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error_response(500, "internal_error", "Internal server error")
+
+
+def _code(reason: str) -> str:
+    return reason.lower().replace(" ", "_").replace("-", "_")

@@ -1,0 +1,78 @@
+"""Reading request bodies and their fields, with errors that name the field."""
+
+import json
+import unicodedata
+from typing import Any
+
+from aiohttp import web
+
+from relay.errors import InvalidInput
+
+MISSING = object()
+
+
+async def read_object(request: web.Request) -> dict[str, Any]:
+    """The body as a JSON object, or a 400 saying what is wrong with it."""
+    raw = await request.read()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidInput("Body is not valid UTF-8", code="invalid_body") from None
+
+    try:
+        body = json.loads(text) if text.strip() else MISSING
+    except json.JSONDecodeError:
+        raise InvalidInput("Body is not valid JSON", code="invalid_body") from None
+    if not isinstance(body, dict):
+        raise InvalidInput("Body must be a JSON object", code="invalid_body")
+    return body
+
+
+def string_field(
+    body: dict[str, Any], field: str, *, required: bool = True, strip: bool = False
+) -> str | None:
+    value = body.get(field, MISSING)
+    if value is MISSING or value is None:
+        if required:
+            raise InvalidInput(
+                f"{field} is required", code="missing_field", field=field
+            )
+        return None
+
+    if not isinstance(value, str):
+        raise InvalidInput(f"{field} must be a string", field=field)
+    if not _encodable(value):
+        raise InvalidInput(f"{field} is not valid Unicode", field=field)
+    if strip:
+        value = value.strip()
+    if value == "":
+        raise InvalidInput(f"{field} must not be empty", field=field)
+    return value
+
+
+def _encodable(text: str) -> bool:
+    # JSON can spell lone surrogates ("\\ud800") that no database can store.
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def has_control_characters(text: str) -> bool:
+    return any(unicodedata.category(char) in ("Cc", "Cf") for char in text)
+
+
+def integer_field(
+    body: dict[str, Any], field: str, default: int | None, low: int, high: int
+) -> int | None:
+    value = body.get(field, MISSING)
+    if value is MISSING or value is None:
+        return default
+
+    # bool is an int in Python; true is not a number here.
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInput(f"{field} must be a whole number", field=field)
+    if not low <= value <= high:
+        raise InvalidInput(f"{field} must be between {low} and {high}", field=field)
+    return value

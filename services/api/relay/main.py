@@ -1,0 +1,89 @@
+"""relay: serve the relay until stopped."""
+
+import fcntl
+import logging
+import sys
+from pathlib import Path
+
+from aiohttp import web
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+
+from relay.app import SchemaNotReady, create_app
+from relay.settings import Settings, SettingsError, load_settings
+
+log = logging.getLogger("relay")
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+
+
+def main() -> None:
+    _load_dotenv()
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        sys.exit(f"relay: {exc}")
+    logging.getLogger().setLevel(settings.log_level)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+    lock = _hold_sqlite_lock(settings)
+    try:
+        _serve(settings)
+    except SchemaNotReady as exc:
+        sys.exit(f"relay: {exc}")
+    except (SQLAlchemyError, OSError) as exc:
+        sys.exit(f"relay: cannot start: {_reason(exc)}")
+    finally:
+        if lock is not None:
+            lock.close()
+
+
+def _serve(settings: Settings) -> None:
+    app = create_app(settings)
+    log.info("relay listening on %s:%s", settings.host, settings.port)
+    web.run_app(
+        app,
+        host=settings.host,
+        port=settings.port,
+        access_log=logging.getLogger("relay.access") if settings.access_log else None,
+        print=None,
+        shutdown_timeout=10,
+    )
+
+
+def _hold_sqlite_lock(settings: Settings):
+    """One relay per SQLite file: a second would fire every job twice."""
+    if not settings.is_sqlite:
+        return None
+
+    database = make_url(settings.database_url).database
+    if not database or database == ":memory:":
+        return None
+
+    path = Path(database + ".relay-lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = path.open("w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        sys.exit(
+            f"relay: another relay is already serving {database}; SQLite allows one"
+        )
+    return lock
+
+
+def _reason(exc: BaseException) -> str:
+    original = getattr(exc, "orig", None) or exc
+    return str(original).strip().splitlines()[0] or type(original).__name__
+
+
+def _load_dotenv() -> None:
+    from dotenv import load_dotenv
+
+    load_dotenv(".env", override=False)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,137 @@
+"""Rows of agents: registration, lookup by token, and the listing."""
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from relay.auth.tokens import agent_token_hash, new_agent_token
+from relay.db.tables import agents
+
+# An agent unseen for this many heartbeat intervals is offline.
+MISSED_HEARTBEATS_OFFLINE = 3
+
+
+@dataclass(frozen=True)
+class Agent:
+    id: int
+    hostname: str
+    ip: str
+    labels: list[str]
+    created_at: datetime
+    last_seen_at: datetime | None
+
+    def is_online(self, now: datetime, heartbeat_seconds: int) -> bool:
+        if self.last_seen_at is None:
+            return False
+
+        limit = timedelta(seconds=heartbeat_seconds * MISSED_HEARTBEATS_OFFLINE)
+        return now - self.last_seen_at <= limit
+
+    def public(self, now: datetime, heartbeat_seconds: int) -> dict:
+        online = self.is_online(now, heartbeat_seconds)
+        return {
+            "id": self.id,
+            "hostname": self.hostname,
+            "ip": self.ip,
+            "labels": self.labels,
+            "status": "online" if online else "offline",
+            "last_seen_at": _iso(self.last_seen_at),
+            "created_at": self.created_at.isoformat(),
+        }
+
+
+AGENT_COLUMNS = (
+    agents.c.id,
+    agents.c.hostname,
+    agents.c.ip,
+    agents.c.labels,
+    agents.c.created_at,
+    agents.c.last_seen_at,
+)
+
+
+async def register_agent(
+    connection: AsyncConnection,
+    hostname: str,
+    ip: str,
+    labels: list[str] | None,
+    user_id: int | None,
+) -> tuple[Agent, str, bool]:
+    """Add an agent, or update the one with this hostname; issue a new token.
+
+    Returns the agent, its token (shown once) and whether it was created.
+    """
+    token = new_agent_token()
+    now = datetime.now(UTC)
+    changes = {"ip": ip, "token_hash": agent_token_hash(token), "updated_at": now}
+    if labels is not None:
+        changes["labels"] = labels
+
+    existing = await _update_by_hostname(connection, hostname, changes)
+    if existing is not None:
+        return existing, token, False
+
+    # Two first registrations of one hostname can race; the unique key lets one
+    # insert win and the other becomes an update of the winner's row.
+    try:
+        async with connection.begin_nested():
+            created = await connection.execute(
+                insert(agents)
+                .values(
+                    hostname=hostname,
+                    hostname_key=hostname.lower(),
+                    created_by=user_id,
+                    created_at=now,
+                    **{**changes, "labels": labels or []},
+                )
+                .returning(*AGENT_COLUMNS)
+            )
+            return Agent(*created.one()), token, True
+    except IntegrityError:
+        existing = await _update_by_hostname(connection, hostname, changes)
+        assert existing is not None
+        return existing, token, False
+
+
+async def _update_by_hostname(
+    connection: AsyncConnection, hostname: str, changes: dict
+) -> Agent | None:
+    updated = await connection.execute(
+        update(agents)
+        .where(agents.c.hostname_key == hostname.lower())
+        .values(hostname=hostname, **changes)
+        .returning(*AGENT_COLUMNS)
+    )
+    row = updated.one_or_none()
+    return None if row is None else Agent(*row)
+
+
+async def list_agents(
+    connection: AsyncConnection, label: str | None = None
+) -> list[Agent]:
+    rows = await connection.execute(select(*AGENT_COLUMNS).order_by(agents.c.id))
+    found = [Agent(*row) for row in rows]
+    if label is None:
+        return found
+
+    return [agent for agent in found if label in agent.labels]
+
+
+async def get_agent(connection: AsyncConnection, agent_id: int) -> Agent | None:
+    statement = select(*AGENT_COLUMNS).where(agents.c.id == agent_id)
+    row = (await connection.execute(statement)).one_or_none()
+    return None if row is None else Agent(*row)
+
+
+async def find_agent_id_by_token(connection: AsyncConnection, token: str) -> int | None:
+    statement = select(agents.c.id).where(
+        agents.c.token_hash == agent_token_hash(token)
+    )
+    return await connection.scalar(statement)
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()

@@ -1,0 +1,3 @@
+from relay_migrator.cli import main
+
+main()
