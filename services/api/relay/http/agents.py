@@ -39,8 +39,8 @@ async def list_all(request: web.Request) -> web.Response:
 async def register(request: web.Request) -> web.Response:
     identity = require_user(request)
     body = await read_object(request)
-    hostname = parse_hostname(string_field(body, "hostname", strip=True))
-    ip = parse_ip(string_field(body, "ip", strip=True))
+    hostname = parse_hostname(string_field(body, "hostname"))
+    ip = parse_ip(string_field(body, "ip"))
     labels = parse_labels(body.get("labels"))
 
     async with request.app[DATABASE].write() as connection:

@@ -1,0 +1,73 @@
+from aiohttp import web
+from api_support import make_settings
+
+from relay.app import create_app
+from relay.keys import DATABASE
+
+
+async def test_healthz_answers_while_the_process_is_up(client):
+    response = await client.get("/healthz")
+
+    assert response.status == 200
+    assert await response.json() == {"status": "ok"}
+
+
+async def test_readyz_answers_when_the_database_is_at_head(client):
+    response = await client.get("/readyz")
+
+    assert response.status == 200
+    assert await response.json() == {"status": "ready", "revision": "0001"}
+
+
+async def test_readyz_is_503_when_the_database_does_not_answer(client):
+    await client.app[DATABASE].engine.dispose()
+    client.app[DATABASE].engine = _unreachable_engine()
+
+    response = await client.get("/readyz")
+
+    assert response.status == 503
+    assert await response.json() == {
+        "error": "database_unavailable",
+        "message": "The database is unavailable",
+    }
+
+
+def _unreachable_engine():
+    from relay.db.engine import create_engine
+
+    return create_engine("postgresql+asyncpg://nobody@127.0.0.1:9/none", pool_timeout=1)
+
+
+async def test_unknown_paths_get_a_json_404(client):
+    response = await client.get("/no/such/page")
+
+    assert response.status == 404
+    assert await response.json() == {"error": "not_found", "message": "Not Found"}
+
+
+async def test_wrong_methods_get_a_json_405(client):
+    response = await client.delete("/users")
+
+    assert response.status == 405
+    assert await response.json() == {
+        "error": "method_not_allowed",
+        "message": "Method Not Allowed",
+    }
+
+
+async def test_an_unmigrated_database_stops_the_app_from_starting(
+    empty_database_url, tmp_path
+):
+    app = create_app(make_settings(empty_database_url, tmp_path))
+    runner = web.AppRunner(app)
+
+    try:
+        await runner.setup()
+    except Exception as exc:
+        message = str(exc)
+    finally:
+        await runner.cleanup()
+
+    assert (
+        message == "the database is at revision none, not 0001: run relay-migrate first"
+    )

@@ -1,0 +1,92 @@
+import subprocess
+
+import aiohttp
+import pytest
+from api_support import PASSWORD, RelayProcess, console_script
+
+
+@pytest.fixture
+def relay(tmp_path):
+    process = RelayProcess(tmp_path)
+    process.migrate()
+    process.start()
+    yield process
+    process.stop()
+
+
+async def test_the_contract_holds_against_the_running_server(relay):
+    account = {"username": "testuser", "password": PASSWORD}
+    async with aiohttp.ClientSession(relay.url) as http:
+        created = await http.post("/users", json=account)
+        login = await http.post("/login", json=account)
+        token = (await login.json())["token"]
+        headers = {"Authorization": f"Bearer {token}"}
+        greeting = await http.get("/protected", headers=headers)
+        agent = await http.post(
+            "/agents", json={"hostname": "web-1", "ip": "192.168.1.2"}, headers=headers
+        )
+        listed = await http.get("/agents", headers=headers)
+
+        assert created.status == 201
+        assert (await login.json())["message"] == "Login successful"
+        assert await greeting.json() == {
+            "message": "Hello testuser, you are authorized."
+        }
+        assert agent.status == 201
+        assert [a["hostname"] for a in await listed.json()] == ["web-1"]
+
+
+def test_the_server_stops_cleanly_on_sigterm(relay):
+    assert relay.stop() == 0
+
+
+def test_an_unmigrated_database_is_refused_with_one_line(tmp_path):
+    process = RelayProcess(tmp_path)
+
+    result = subprocess.run(
+        [console_script("relay")],
+        env=process.env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1] == (
+        "relay: the database is at revision none, not 0001: run relay-migrate first"
+    )
+
+
+def test_a_second_relay_on_the_same_sqlite_file_refuses_to_start(relay, tmp_path):
+    second = RelayProcess(tmp_path)
+
+    result = subprocess.run(
+        [console_script("relay")],
+        env=second.env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1] == (
+        f"relay: another relay is already serving {tmp_path / 'relay.db'}; SQLite allows one"
+    )
+
+
+def test_an_invalid_setting_stops_the_start_with_one_line(tmp_path):
+    process = RelayProcess(tmp_path, env={"PORT": "http"})
+
+    result = subprocess.run(
+        [console_script("relay")],
+        env=process.env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+    assert result.returncode == 1
+    assert result.stderr == "relay: PORT must be a whole number, not 'http'\n"
