@@ -282,24 +282,26 @@ class RelayClient:
         # issued means something else is wrong, and looping would hide it.
         for _ in range(3):
             token = self._token
+            if token is None:
+                # A container may start with only an enrollment token.
+                await self._enroll_once(None, "no agent token yet")
+                continue
             try:
                 return await self._call(path, body, token, limit=limit)
             except RelayError as exc:
                 if exc.status != 401:
                     raise
-                await self._enroll_again(token, exc)
+                if self._enrollment is None:
+                    raise UnknownAgent(401, exc.code, exc.message) from None
+                await self._enroll_once(token, f"relay does not know us ({exc.code})")
         raise UnknownAgent(401, "unknown_agent", "token refused right after enrolling")
 
-    async def _enroll_again(self, refused: str | None, exc: RelayError) -> None:
+    async def _enroll_once(self, refused: str | None, why: str) -> None:
+        """Enroll, unless another task did while we waited: then use its token."""
         async with self._enroll_lock:
-            # Another task may have enrolled while we waited: use its token.
             if self._token != refused:
                 return
-            if self._enrollment is None:
-                raise UnknownAgent(401, exc.code, exc.message) from None
-            log.warning(
-                "relay does not know this agent (%s); enrolling again", exc.code
-            )
+            log.warning("%s; enrolling with the enrollment token", why)
             await self.enroll()
 
     async def _call(

@@ -139,8 +139,7 @@ class Agent:
             self._fail(outcome)
 
     async def _serve(self) -> None:
-        if not self.client.has_token:
-            await self.client.enroll()
+        # Without a token yet, the first call enrolls (RELAY_ENROLL_TOKEN).
         await self._flush_spool()
         await self._claim_loop()
 

@@ -39,6 +39,8 @@ class FakeRun:
     starts: int = 0
     leases: int = 0
     outputs: dict[int, tuple[str, str]] = field(default_factory=dict)
+    # The reports answered 409 stale_lease, by kind.
+    stale_answers: list[str] = field(default_factory=list)
     output_posts: int = 0
     finish_attempts: int = 0
     finishes: list[dict[str, Any]] = field(default_factory=list)
@@ -274,6 +276,7 @@ class FakeRelay:
             self.unavailable[kind] -= 1
             return self._error(503, "unavailable", "try again later")
         if run.stale or body.get("lease_token") != run.lease_token:
+            run.stale_answers.append(kind)
             return self._error(409, "stale_lease", "lease is no longer current")
         return getattr(self, f"_{kind}")(run, body)
 
