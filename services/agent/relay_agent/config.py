@@ -248,10 +248,11 @@ def _build(settings: Mapping[str, Any], source: Path | None) -> AgentConfig:
     if config.retry_base <= 0 or config.retry_max < config.retry_base:
         raise ConfigError("retry_base_seconds must be > 0 and <= retry_max_seconds")
 
-    config.workdir = _directory(settings.get("workdir"), "workdir", config.workdir)
-    config.state_dir = _state_dir(settings.get("state_dir"), config.state_dir)
     if "allow" in settings:
         config.allow = parse_allow(settings["allow"])
+    # Last: the state directory is created when missing, so only for a good config.
+    config.workdir = _directory(settings.get("workdir"), "workdir", config.workdir)
+    config.state_dir = _state_dir(settings.get("state_dir"), config.state_dir)
     return config
 
 
