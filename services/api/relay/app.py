@@ -1,35 +1,59 @@
 """The relay's aiohttp application: state, middlewares, routes, lifetimes."""
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from relay.auth.agents import AgentAuthenticator
 from relay.auth.passwords import PasswordHasher
 from relay.auth.tokens import UserTokens
 from relay.db.engine import Database, create_engine
 from relay.db.schema import current_revision, expected_revision
 from relay.errors import json_errors
-from relay.http import agents, health, users
-from relay.keys import DATABASE, PASSWORDS, SETTINGS, USER_TOKENS
+from relay.http import agent_protocol, agents, health, jobs, runs, schedules, users
+from relay.keys import (
+    AGENT_AUTH,
+    CLOCK,
+    DATABASE,
+    DISPATCHER,
+    PASSWORDS,
+    SCHEDULER,
+    SEEN,
+    SETTINGS,
+    USER_TOKENS,
+)
+from relay.schedule.clock import Clock
+from relay.schedule.dispatch import Dispatcher
+from relay.schedule.leadership import AdvisoryLockLeader, SoleLeader
+from relay.schedule.scheduler import Scheduler
 from relay.settings import Settings
+from relay.store.heartbeats import SeenBuffer
 
 log = logging.getLogger(__name__)
+
+ROUTE_MODULES = (health, users, agents, jobs, runs, schedules, agent_protocol)
 
 
 class SchemaNotReady(Exception):
     """The database is not at the revision this relay needs."""
 
 
-def create_app(settings: Settings) -> web.Application:
+def create_app(settings: Settings, clock: Clock | None = None) -> web.Application:
     app = web.Application(middlewares=[json_errors], client_max_size=2 * 1024**2)
     app[SETTINGS] = settings
+    app[CLOCK] = clock or Clock()
     app[USER_TOKENS] = UserTokens(settings.secret_key, settings.token_ttl_seconds)
 
+    # Order matters: each context may use what the ones before it made, and
+    # they are torn down in reverse.
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_password_hasher)
+    app.cleanup_ctx.append(_scheduling)
 
-    for module in (health, users, agents):
+    for module in ROUTE_MODULES:
         app.router.add_routes(module.routes)
     return app
 
@@ -67,3 +91,41 @@ async def _password_hasher(app: web.Application) -> AsyncIterator[None]:
     app[PASSWORDS] = hasher
     yield
     hasher.close()
+
+
+async def _scheduling(app: web.Application) -> AsyncIterator[None]:
+    database, clock, settings = app[DATABASE], app[CLOCK], app[SETTINGS]
+    app[AGENT_AUTH] = AgentAuthenticator(database)
+    app[SEEN] = SeenBuffer(database)
+    app[DISPATCHER] = Dispatcher(database, clock)
+    leadership = (
+        AdvisoryLockLeader(database.engine) if database.is_postgresql else SoleLeader()
+    )
+    app[SCHEDULER] = Scheduler(
+        database, settings, clock, app[DISPATCHER], app[SEEN], leadership
+    )
+
+    tasks = [
+        asyncio.create_task(app[SEEN].flush_forever(), name="heartbeats"),
+        asyncio.create_task(app[DISPATCHER].look_forever(), name="dispatch"),
+    ]
+    if settings.scheduler_enabled:
+        tasks.append(
+            asyncio.create_task(app[SCHEDULER].run_forever(), name="scheduler")
+        )
+    yield
+
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    await leadership.release()
+    await _last_flush(app[SEEN])
+
+
+async def _last_flush(seen: SeenBuffer) -> None:
+    try:
+        await seen.flush()
+    except Exception as exc:
+        log.warning("last heartbeats not written: %s", exc)

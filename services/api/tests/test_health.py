@@ -3,6 +3,7 @@ from api_support import make_settings
 
 from relay.app import create_app
 from relay.keys import DATABASE
+from relay_migrator import head_revision
 
 
 async def test_healthz_answers_while_the_process_is_up(client):
@@ -16,7 +17,7 @@ async def test_readyz_answers_when_the_database_is_at_head(client):
     response = await client.get("/readyz")
 
     assert response.status == 200
-    assert await response.json() == {"status": "ready", "revision": "0001"}
+    assert await response.json() == {"status": "ready", "revision": head_revision()}
 
 
 async def test_readyz_is_503_when_the_database_does_not_answer(client):
@@ -68,6 +69,7 @@ async def test_an_unmigrated_database_stops_the_app_from_starting(
     finally:
         await runner.cleanup()
 
-    assert (
-        message == "the database is at revision none, not 0001: run relay-migrate first"
+    assert message == (
+        f"the database is at revision none, not {head_revision()}: "
+        "run relay-migrate first"
     )

@@ -184,7 +184,10 @@ async def test_lone_surrogate_in_a_field_is_refused(client):
     response = await client.post("/users", data=raw)
 
     assert response.status == 400
-    assert (await response.json())["message"] == "password is not valid Unicode"
+    assert await response.json() == {
+        "error": "invalid_body",
+        "message": "Body holds text that is not valid Unicode",
+    }
 
 
 async def test_a_refused_registration_stores_nothing(client):

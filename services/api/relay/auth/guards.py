@@ -2,22 +2,10 @@
 
 from aiohttp import web
 
+from relay.auth.bearer import bearer_token
 from relay.auth.tokens import TokenError, UserIdentity, is_agent_token
 from relay.errors import Unauthorized
 from relay.keys import USER_TOKENS
-
-BEARER = "bearer "
-
-
-def bearer_token(request: web.Request) -> str:
-    header = request.headers.get("Authorization", "")
-    if header[: len(BEARER)].lower() != BEARER:
-        raise Unauthorized("A bearer token is required")
-
-    token = header[len(BEARER) :].strip()
-    if not token:
-        raise Unauthorized("A bearer token is required")
-    return token
 
 
 def require_user(request: web.Request) -> UserIdentity:

@@ -19,6 +19,7 @@ class TokenError(Exception):
 class UserIdentity:
     user_id: int
     username: str
+    is_admin: bool = False
 
 
 class UserTokens:
@@ -26,11 +27,12 @@ class UserTokens:
         self._key = secret_key
         self.ttl_seconds = ttl_seconds
 
-    def issue(self, user_id: int, username: str) -> str:
+    def issue(self, user_id: int, username: str, is_admin: bool = False) -> str:
         now = int(time.time())
         claims = {
             "sub": str(user_id),
             "name": username,
+            "admin": is_admin,
             "iat": now,
             "exp": now + self.ttl_seconds,
         }
@@ -61,7 +63,7 @@ def _identity(claims: dict) -> UserIdentity:
     if not isinstance(name, str):
         raise TokenError("token is not valid")
 
-    return UserIdentity(int(subject), name)
+    return UserIdentity(int(subject), name, claims.get("admin") is True)
 
 
 def new_agent_token() -> str:

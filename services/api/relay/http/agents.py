@@ -3,21 +3,27 @@
 import ipaddress
 import logging
 import re
-from datetime import UTC, datetime
 
 from aiohttp import web
 
+from relay.auth.bearer import bearer_token
 from relay.auth.guards import require_user
-from relay.errors import InvalidInput
-from relay.http.bodies import read_object, string_field
-from relay.keys import DATABASE, SETTINGS
-from relay.store.agents import list_agents, register_agent
+from relay.errors import Forbidden, InvalidInput, NotFound, Unauthorized
+from relay.http.bodies import integer_field, read_object, string_field
+from relay.keys import AGENT_AUTH, CLOCK, DATABASE, SETTINGS
+from relay.store.agents import get_agent, list_agents, register_agent, set_labels
+from relay.store.enrollment import (
+    create_enrollment_token,
+    enrolling_user,
+    is_enrollment_token,
+)
 
 log = logging.getLogger(__name__)
 
 HOSTNAME_LABEL = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 AGENT_LABEL = re.compile(r"[a-z0-9]([a-z0-9._=-]{0,61}[a-z0-9])?")
 MAX_LABELS = 32
+MAX_ENROLLMENT_TTL = 30 * 86400
 
 routes = web.RouteTableDef()
 
@@ -30,14 +36,86 @@ async def list_all(request: web.Request) -> web.Response:
     async with request.app[DATABASE].read() as connection:
         found = await list_agents(connection, label)
 
-    now = datetime.now(UTC)
-    heartbeat = request.app[SETTINGS].heartbeat_seconds
-    return web.json_response([agent.public(now, heartbeat) for agent in found])
+    return web.json_response([_public(request, agent) for agent in found])
+
+
+@routes.get("/agents/{agent_id}")
+async def show(request: web.Request) -> web.Response:
+    require_user(request)
+
+    async with request.app[DATABASE].read() as connection:
+        agent = await get_agent(connection, _agent_id(request))
+    if agent is None:
+        raise NotFound("No such agent", code="agent_not_found")
+
+    return web.json_response(_public(request, agent))
+
+
+@routes.patch("/agents/{agent_id}")
+async def relabel(request: web.Request) -> web.Response:
+    identity = require_user(request)
+    if not identity.is_admin:
+        raise Forbidden("Only an admin can change an agent's labels")
+    body = await read_object(request)
+    if set(body) != {"labels"}:
+        raise InvalidInput("Only labels can be changed", field="labels")
+    labels = parse_labels(body["labels"]) or []
+
+    async with request.app[DATABASE].write() as connection:
+        agent = await set_labels(connection, _agent_id(request), labels)
+    if agent is None:
+        raise NotFound("No such agent", code="agent_not_found")
+
+    log.info("agent %s labels set by user %s", agent.id, identity.user_id)
+    return web.json_response(_public(request, agent))
+
+
+@routes.post("/enrollment-tokens")
+async def enrollment_token(request: web.Request) -> web.Response:
+    identity = require_user(request)
+    body = await read_object(request)
+    ttl = integer_field(body, "ttl_seconds", 86400, 60, MAX_ENROLLMENT_TTL)
+
+    async with request.app[DATABASE].write() as connection:
+        token, expires_at = await create_enrollment_token(
+            connection, identity.user_id, request.app[CLOCK].now(), ttl
+        )
+
+    log.info("enrollment token made by user %s", identity.user_id)
+    return web.json_response(
+        {"token": token, "expires_at": expires_at.isoformat()}, status=201
+    )
+
+
+async def _registering_user(request: web.Request) -> int:
+    """A user, by their own token or by an enrollment token they made."""
+    token = bearer_token(request)
+    if not is_enrollment_token(token):
+        return require_user(request).user_id
+
+    async with request.app[DATABASE].read() as connection:
+        user_id = await enrolling_user(connection, token, request.app[CLOCK].now())
+    if user_id is None:
+        raise Unauthorized("The enrollment token is not valid or has expired")
+    return user_id
+
+
+def _agent_id(request: web.Request) -> int:
+    value = request.match_info["agent_id"]
+    if not value.isdigit() or len(value) > 12:
+        raise NotFound("No such agent", code="agent_not_found")
+    return int(value)
+
+
+def _public(request: web.Request, agent) -> dict:
+    return agent.public(
+        request.app[CLOCK].now(), request.app[SETTINGS].heartbeat_seconds
+    )
 
 
 @routes.post("/agents")
 async def register(request: web.Request) -> web.Response:
-    identity = require_user(request)
+    user_id = await _registering_user(request)
     body = await read_object(request)
     hostname = parse_hostname(string_field(body, "hostname"))
     ip = parse_ip(string_field(body, "ip"))
@@ -45,13 +123,13 @@ async def register(request: web.Request) -> web.Response:
 
     async with request.app[DATABASE].write() as connection:
         agent, token, created = await register_agent(
-            connection, hostname, ip, labels, identity.user_id
+            connection, hostname, ip, labels, user_id
         )
 
+    request.app[AGENT_AUTH].forget(agent.id)
     log.info("agent %s registered as %s (%s)", agent.id, agent.hostname, agent.ip)
-    now = datetime.now(UTC)
-    answer = agent.public(now, request.app[SETTINGS].heartbeat_seconds)
-    return web.json_response({**answer, "token": token}, status=201 if created else 200)
+    answer = {**_public(request, agent), "token": token}
+    return web.json_response(answer, status=201 if created else 200)
 
 
 def parse_hostname(hostname: str) -> str:

@@ -48,7 +48,7 @@ async def login(request: web.Request) -> web.Response:
     if not await request.app[PASSWORDS].verify(password, password_hash):
         raise Unauthorized("Invalid username or password", code="invalid_credentials")
 
-    token = request.app[USER_TOKENS].issue(user.id, user.username)
+    token = request.app[USER_TOKENS].issue(user.id, user.username, user.is_admin)
     return web.json_response({"message": "Login successful", "token": token})
 
 

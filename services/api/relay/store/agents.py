@@ -3,7 +3,7 @@
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -126,11 +126,47 @@ async def get_agent(connection: AsyncConnection, agent_id: int) -> Agent | None:
     return None if row is None else Agent(*row)
 
 
-async def find_agent_id_by_token(connection: AsyncConnection, token: str) -> int | None:
-    statement = select(agents.c.id).where(
-        agents.c.token_hash == agent_token_hash(token)
-    )
+async def find_agent_id_by_hash(
+    connection: AsyncConnection, token_hash: str
+) -> int | None:
+    statement = select(agents.c.id).where(agents.c.token_hash == token_hash)
     return await connection.scalar(statement)
+
+
+async def record_seen(connection: AsyncConnection, seen: dict[int, datetime]) -> None:
+    """Write many agents' last-seen times in one statement."""
+    if not seen:
+        return
+
+    statement = (
+        update(agents)
+        .where(agents.c.id == bindparam("agent_id"))
+        .values(last_seen_at=bindparam("seen_at"))
+    )
+    rows = [{"agent_id": agent_id, "seen_at": at} for agent_id, at in seen.items()]
+    await connection.execute(statement, rows)
+
+
+async def online_agents(
+    connection: AsyncConnection, seen_since: datetime
+) -> list[tuple[int, list[str]]]:
+    statement = select(agents.c.id, agents.c.labels).where(
+        agents.c.last_seen_at >= seen_since
+    )
+    return [(row.id, row.labels) for row in await connection.execute(statement)]
+
+
+async def set_labels(
+    connection: AsyncConnection, agent_id: int, labels: list[str]
+) -> Agent | None:
+    statement = (
+        update(agents)
+        .where(agents.c.id == agent_id)
+        .values(labels=labels, updated_at=datetime.now(UTC))
+        .returning(*AGENT_COLUMNS)
+    )
+    row = (await connection.execute(statement)).one_or_none()
+    return None if row is None else Agent(*row)
 
 
 def _iso(moment: datetime | None) -> str | None:

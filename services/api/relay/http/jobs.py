@@ -1,0 +1,156 @@
+"""Jobs: made, listed, changed, paused, deleted and fired by their owners."""
+
+import logging
+
+from aiohttp import web
+
+from relay.auth.guards import require_user
+from relay.auth.tokens import UserIdentity
+from relay.errors import InvalidInput, NotFound
+from relay.http.bodies import read_object
+from relay.http.job_fields import parse_job_changes, parse_new_job
+from relay.http.paging import page_limit, page_of, preview_count, query_flag, query_id
+from relay.keys import CLOCK, DATABASE, SCHEDULER
+from relay.schedule.cron import next_fire, next_fires, parse_schedule, parse_timezone
+from relay.store import jobs as job_rows
+from relay.store.agents import get_agent
+
+log = logging.getLogger(__name__)
+
+routes = web.RouteTableDef()
+
+
+async def visible_job(connection, identity: UserIdentity, job_id: int) -> job_rows.Job:
+    """The job, if this user may see it: its owner, or an admin."""
+    job = await job_rows.get_job(connection, job_id)
+    if job is None or not (identity.is_admin or job.owner_id == identity.user_id):
+        raise NotFound(f"No job {job_id}", code="job_not_found")
+    return job
+
+
+def _job_id(request: web.Request) -> int:
+    value = request.match_info["job_id"]
+    if not value.isdigit() or len(value) > 12:
+        raise NotFound(f"No job {value}", code="job_not_found")
+    return int(value)
+
+
+def first_fire(values: dict, now) -> object:
+    schedule = parse_schedule(values["schedule"])
+    return next_fire(schedule, parse_timezone(values["timezone"]), now)
+
+
+async def _check_target_agent(connection, target: dict) -> None:
+    if "agent" in target and await get_agent(connection, target["agent"]) is None:
+        raise InvalidInput(
+            f"target agent {target['agent']} does not exist", field="target"
+        )
+
+
+@routes.post("/jobs")
+async def create(request: web.Request) -> web.Response:
+    identity = require_user(request)
+    values = parse_new_job(await read_object(request))
+    now = request.app[CLOCK].now()
+
+    async with request.app[DATABASE].write() as connection:
+        await _check_target_agent(connection, values["target"])
+        job = await job_rows.create_job(
+            connection, identity.user_id, values, first_fire(values, now), now
+        )
+
+    request.app[SCHEDULER].wake()
+    log.info("job %s created by user %s", job.id, identity.user_id)
+    return web.json_response(job.public(), status=201)
+
+
+@routes.get("/jobs")
+async def list_all(request: web.Request) -> web.Response:
+    identity = require_user(request)
+    limit = page_limit(request)
+    after = query_id(request, "cursor") or 0
+    filters = {
+        "enabled": query_flag(request, "enabled"),
+        "agent_id": query_id(request, "agent"),
+        "label": request.query.get("label"),
+    }
+
+    owner = None if identity.is_admin else identity.user_id
+    async with request.app[DATABASE].read() as connection:
+        found = await job_rows.list_jobs(connection, owner, after, limit + 1, **filters)
+
+    return web.json_response(page_of([job.public() for job in found], limit))
+
+
+@routes.get("/jobs/{job_id}")
+async def show(request: web.Request) -> web.Response:
+    identity = require_user(request)
+
+    async with request.app[DATABASE].read() as connection:
+        job = await visible_job(connection, identity, _job_id(request))
+
+    return web.json_response(job.public())
+
+
+@routes.patch("/jobs/{job_id}")
+async def change(request: web.Request) -> web.Response:
+    identity = require_user(request)
+    changes = parse_job_changes(await read_object(request))
+    now = request.app[CLOCK].now()
+
+    async with request.app[DATABASE].write() as connection:
+        job = await visible_job(connection, identity, _job_id(request))
+        if "target" in changes:
+            await _check_target_agent(connection, changes["target"])
+        merged = {**job.public(), **changes}
+        # A changed schedule, zone or a resume starts from now: no catch-up
+        # of fires from before the change.
+        replan = {"schedule", "timezone", "enabled"} & set(changes)
+        next_at = first_fire(merged, now) if replan else job.next_fire_at
+        job = await job_rows.update_job(connection, job.id, changes, next_at, now)
+
+    request.app[SCHEDULER].wake()
+    log.info("job %s changed by user %s: %s", job.id, identity.user_id, sorted(changes))
+    return web.json_response(job.public())
+
+
+@routes.delete("/jobs/{job_id}")
+async def remove(request: web.Request) -> web.Response:
+    identity = require_user(request)
+
+    async with request.app[DATABASE].write() as connection:
+        job = await visible_job(connection, identity, _job_id(request))
+        await job_rows.delete_job(connection, job.id)
+
+    log.info("job %s deleted by user %s", job.id, identity.user_id)
+    return web.Response(status=204)
+
+
+@routes.post("/jobs/{job_id}/run")
+async def run_now(request: web.Request) -> web.Response:
+    identity = require_user(request)
+
+    async with request.app[DATABASE].read() as connection:
+        job = await visible_job(connection, identity, _job_id(request))
+
+    now = request.app[CLOCK].now()
+    created = await request.app[SCHEDULER].fire_now(job, now)
+    log.info("job %s fired by hand by user %s", job.id, identity.user_id)
+    return web.json_response({"runs": [run.public() for run in created]}, status=201)
+
+
+@routes.get("/jobs/{job_id}/next")
+async def upcoming(request: web.Request) -> web.Response:
+    identity = require_user(request)
+    count = preview_count(request.query.get("count", "5"))
+
+    async with request.app[DATABASE].read() as connection:
+        job = await visible_job(connection, identity, _job_id(request))
+
+    zone = parse_timezone(job.timezone)
+    fires = next_fires(
+        parse_schedule(job.schedule), zone, request.app[CLOCK].now(), count
+    )
+    return web.json_response(
+        {"fire_times": [moment.astimezone(zone).isoformat() for moment in fires]}
+    )

@@ -1,0 +1,280 @@
+"""The scheduler: one asyncio task that fires due jobs and takes back lost runs.
+
+It sleeps until the earliest next fire, or until a job changes, or for at
+most SWEEP_SECONDS so that expired leases and silent agents are noticed.
+"""
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from relay.db.engine import Database
+from relay.schedule.clock import Clock
+from relay.schedule.cron import next_fire, parse_schedule, parse_timezone
+from relay.schedule.dispatch import Dispatcher
+from relay.schedule.fires import CANCEL_REPLACED, SKIP_NO_AGENT, plan_fires
+from relay.schedule.fleet import Fleet, FleetAgent, Turns
+from relay.schedule.leadership import SoleLeader
+from relay.settings import Settings
+from relay.store import jobs as job_rows
+from relay.store import runs as run_rows
+from relay.store.agents import MISSED_HEARTBEATS_OFFLINE, online_agents
+from relay.store.heartbeats import SeenBuffer
+from relay.store.retention import prune_runs
+
+log = logging.getLogger(__name__)
+
+SWEEP_SECONDS = 1.0
+STANDBY_SECONDS = 2.0
+PRUNE_SECONDS = 60.0
+DUE_BATCH = 200
+# Fires older than this are not enumerated one by one after a long outage.
+LOOKBACK = timedelta(days=8)
+MAX_FIRES_ENUMERATED = 20_000
+
+
+@dataclass
+class TickReport:
+    fired_jobs: int = 0
+    runs_created: int = 0
+    runs_lost: int = 0
+    runs_reassigned: int = 0
+    woken_agents: set[int] = field(default_factory=set)
+
+
+class Scheduler:
+    def __init__(
+        self,
+        database: Database,
+        settings: Settings,
+        clock: Clock,
+        dispatcher: Dispatcher,
+        seen: SeenBuffer | None = None,
+        leadership=None,
+    ) -> None:
+        self.database = database
+        self.settings = settings
+        self.clock = clock
+        self.dispatcher = dispatcher
+        self.seen = seen
+        self.leadership = leadership or SoleLeader()
+        self.turns = Turns()
+        self._wake = asyncio.Event()
+        self._fired_since_prune: set[int] = set()
+        self._last_prune: datetime | None = None
+
+    def wake(self) -> None:
+        """Decide again now: a job was made, changed or fired by hand."""
+        self._wake.set()
+
+    async def run_forever(self) -> None:
+        while True:
+            if not await self.leadership.hold():
+                await asyncio.sleep(STANDBY_SECONDS)
+                continue
+
+            self._wake.clear()
+            try:
+                await self.tick()
+                until = await self._next_wake()
+            except Exception:
+                log.exception("scheduler tick failed")
+                until = self.clock.now() + timedelta(seconds=SWEEP_SECONDS)
+            await self.clock.wait(self._wake, until)
+
+    async def _next_wake(self) -> datetime:
+        sweep_at = self.clock.now() + timedelta(seconds=SWEEP_SECONDS)
+        async with self.database.read() as connection:
+            earliest = await job_rows.earliest_fire(connection)
+        return sweep_at if earliest is None else min(earliest, sweep_at)
+
+    async def tick(self) -> TickReport:
+        """Fire what is due, take back what was lost; one pass, at clock time."""
+        now = self.clock.now()
+        report = TickReport()
+        if self.seen is not None:
+            await self.seen.flush()
+
+        await self._fire_due(now, report)
+        await self._sweep(now, report)
+        await self._prune_now_and_then(now)
+        self.dispatcher.wake(report.woken_agents)
+        return report
+
+    # Fires -----------------------------------------------------------------
+
+    async def _fire_due(self, now: datetime, report: TickReport) -> None:
+        while True:
+            async with self.database.read() as connection:
+                due = await job_rows.due_jobs(connection, now, DUE_BATCH)
+            if not due:
+                return
+
+            fleet = await self._fleet(now)
+            async with self.database.write() as connection:
+                active = await run_rows.active_runs_by_job(
+                    connection, [j.id for j in due]
+                )
+                for job in due:
+                    await self._fire_job(connection, job, now, active, fleet, report)
+            if len(due) < DUE_BATCH:
+                return
+
+    async def _fire_job(self, connection, job, now, active, fleet, report) -> None:
+        try:
+            fire_times, next_at = _fires_until(job, now)
+        except ValueError as exc:
+            # A zone can leave tzdata; the job stops rather than firing wrongly.
+            log.error("job %s cannot be scheduled: %s", job.id, exc)
+            await job_rows.advance_job(connection, job.id, job.next_fire_at, None)
+            return
+
+        if not await job_rows.advance_job(
+            connection, job.id, job.next_fire_at, next_at
+        ):
+            return
+
+        plan = plan_fires(job, fire_times, now, active.get(job.id, []), fleet)
+        created = await run_rows.insert_planned(connection, job, plan.runs, now)
+        await run_rows.request_cancel(
+            connection, plan.cancel_run_ids, now, CANCEL_REPLACED
+        )
+
+        self._fired_since_prune.add(job.id)
+        report.fired_jobs += 1
+        report.runs_created += len(created)
+        report.woken_agents.update(run.agent_id for run in created if run.agent_id)
+        for run in created:
+            log.info(
+                "job %s fired for %s: run %s %s on agent %s",
+                job.id,
+                run.scheduled_for.isoformat(),
+                run.id,
+                run.status,
+                run.agent_id,
+            )
+
+    async def fire_now(self, job, now: datetime) -> list[run_rows.Run]:
+        """Fire a job by hand: one fire at `now`, under the job's own rules."""
+        fleet = await self._fleet(now)
+        async with self.database.write() as connection:
+            active = await run_rows.active_runs_by_job(connection, [job.id])
+            plan = plan_fires(job, [now], now, active.get(job.id, []), fleet, "manual")
+            created = await run_rows.insert_planned(connection, job, plan.runs, now)
+            await run_rows.request_cancel(
+                connection, plan.cancel_run_ids, now, CANCEL_REPLACED
+            )
+
+        self.dispatcher.wake(run.agent_id for run in created if run.agent_id)
+        return created
+
+    async def _fleet(self, now: datetime) -> Fleet:
+        seen_since = now - self._offline_after()
+        async with self.database.read() as connection:
+            agents = await online_agents(connection, seen_since)
+            load = await run_rows.active_load(connection)
+        return Fleet(
+            [FleetAgent(agent_id, frozenset(labels)) for agent_id, labels in agents],
+            load,
+            self.turns,
+        )
+
+    def _offline_after(self) -> timedelta:
+        return timedelta(
+            seconds=self.settings.heartbeat_seconds * MISSED_HEARTBEATS_OFFLINE
+        )
+
+    # Sweeps ----------------------------------------------------------------
+
+    async def _sweep(self, now: datetime, report: TickReport) -> None:
+        fleet = await self._fleet(now)
+        async with self.database.write() as connection:
+            for run in await run_rows.expired_leases(connection, now):
+                await self._take_back(connection, run, now, "lease expired", report)
+
+            offline = await run_rows.held_by_offline_agents(
+                connection, now - self._offline_after()
+            )
+            for run in offline:
+                if run.status == "pending":
+                    await run_rows.unassign(connection, run)
+                else:
+                    await self._take_back(connection, run, now, "agent offline", report)
+
+            await self._assign_waiting(connection, now, fleet, report)
+
+    async def _take_back(self, connection, run, now, reason, report) -> None:
+        if not await run_rows.declare_lost(connection, run, now, reason):
+            return
+
+        report.runs_lost += 1
+        log.warning("run %s lost from agent %s: %s", run.id, run.agent_id, reason)
+        retry = await run_rows.retry_if_allowed(connection, run, now)
+        if retry is not None:
+            log.info("run %s retried as run %s", run.id, retry.id)
+
+    async def _assign_waiting(self, connection, now, fleet, report) -> None:
+        """Give due runs that have no agent to one; skip those none can take."""
+        for run, target in await run_rows.unassigned_due(connection, now):
+            agent_id = _choose(fleet, target, run)
+            reason = _no_agent_reason(target)
+            if not await run_rows.reassign_pending(
+                connection, run, agent_id, now, reason
+            ):
+                continue
+
+            report.runs_reassigned += 1
+            if agent_id is None:
+                log.info("run %s skipped: %s", run.id, reason)
+                continue
+            report.woken_agents.add(agent_id)
+            log.info("run %s assigned to agent %s", run.id, agent_id)
+
+    async def _prune_now_and_then(self, now: datetime) -> None:
+        if (
+            self._last_prune
+            and (now - self._last_prune).total_seconds() < PRUNE_SECONDS
+        ):
+            return
+
+        self._last_prune = now
+        job_ids, self._fired_since_prune = self._fired_since_prune, set()
+        async with self.database.write() as connection:
+            pruned = await prune_runs(
+                connection,
+                job_ids,
+                keep_per_job=self.settings.run_retention_per_job,
+                older_than=now - timedelta(days=self.settings.run_retention_days),
+            )
+        if pruned:
+            log.info("pruned %s old runs", pruned)
+
+
+def _choose(fleet: Fleet, target: dict, run) -> int | None:
+    if "agent" in target:
+        return target["agent"] if fleet.is_online(target["agent"]) else None
+    if target.get("all"):
+        return run.slot if fleet.is_online(run.slot) else None
+    return fleet.choose(target.get("labels", []))
+
+
+def _no_agent_reason(target: dict) -> str:
+    if "agent" in target:
+        return f"agent {target['agent']} offline"
+    return SKIP_NO_AGENT
+
+
+def _fires_until(job, now: datetime) -> tuple[list[datetime], datetime]:
+    """The job's fire times up to `now`, and its first fire after."""
+    schedule = parse_schedule(job.schedule)
+    zone = parse_timezone(job.timezone)
+    fire_times = []
+    moment = job.next_fire_at
+    if moment < now - LOOKBACK:
+        moment = next_fire(schedule, zone, now - LOOKBACK)
+
+    while moment <= now and len(fire_times) < MAX_FIRES_ENUMERATED:
+        fire_times.append(moment)
+        moment = next_fire(schedule, zone, moment)
+    return fire_times, next_fire(schedule, zone, now)
