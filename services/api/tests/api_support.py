@@ -123,3 +123,42 @@ class RelayProcess:
 
     def output(self) -> str:
         return self.log_path.read_text() if self.log_path.exists() else ""
+
+
+class ScriptedAgent:
+    """An agent played by the test, one protocol call at a time."""
+
+    def __init__(self, client, agent_id: int, token: str) -> None:
+        self.client = client
+        self.id = agent_id
+        self.headers = {"Authorization": f"Bearer {token}"}
+
+    async def call(self, path: str, body: dict | None = None, status: int = 200):
+        response = await self.client.post(path, json=body or {}, headers=self.headers)
+        assert response.status == status, await response.text()
+        return await response.json()
+
+    async def heartbeat(self, running: list[int] | None = None) -> dict:
+        return await self.call("/agent/heartbeat", {"running": running or []})
+
+    async def claim(self, slots: int = 1, wait: int = 0) -> list[dict]:
+        answer = await self.call("/agent/claim", {"slots": slots, "wait": wait})
+        return answer["runs"]
+
+    async def report(self, run: dict, what: str, status: int = 200, **body) -> dict:
+        body = {"lease_token": run["lease_token"], **body}
+        return await self.call(f"/agent/runs/{run['run_id']}/{what}", body, status)
+
+    async def run_to_end(self, run: dict, exit_code: int = 0, output: str = "") -> dict:
+        await self.report(run, "start")
+        if output:
+            await self.report(run, "output", seq=0, stream="stdout", data=output)
+        return await self.report(run, "finish", outcome="exited", exit_code=exit_code)
+
+
+async def enroll(client, person: Person, hostname: str, labels=()) -> ScriptedAgent:
+    body = {"hostname": hostname, "ip": "127.0.0.1", "labels": list(labels)}
+    response = await client.post("/agents", json=body, headers=person.headers)
+    assert response.status in (200, 201), await response.text()
+    agent = await response.json()
+    return ScriptedAgent(client, agent["id"], agent["token"])

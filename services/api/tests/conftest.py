@@ -1,9 +1,17 @@
 """The real app on a real database, and a small cast to call it with."""
 
+from datetime import UTC, datetime
+
 import pytest
 from api_support import Person, make_settings, register
 
 from relay.app import create_app
+from relay.keys import SCHEDULER
+from relay.schedule.clock import ManualClock
+
+
+# A Monday morning in winter, half a minute before ten: far from any DST change.
+START = datetime(2026, 1, 5, 9, 59, 30, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -12,8 +20,19 @@ def settings(database_url, tmp_path):
 
 
 @pytest.fixture
-async def client(aiohttp_client, settings):
-    return await aiohttp_client(create_app(settings))
+def clock() -> ManualClock:
+    return ManualClock(START)
+
+
+@pytest.fixture
+async def client(aiohttp_client, settings, clock):
+    """The real app; its scheduler moves only when a test calls tick()."""
+    return await aiohttp_client(create_app(settings, clock))
+
+
+@pytest.fixture
+def scheduler(client):
+    return client.app[SCHEDULER]
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ most SWEEP_SECONDS so that expired leases and silent agents are noticed.
 
 import asyncio
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from relay.db.engine import Database
@@ -210,7 +210,8 @@ class Scheduler:
 
         report.runs_lost += 1
         log.warning("run %s lost from agent %s: %s", run.id, run.agent_id, reason)
-        retry = await run_rows.retry_if_allowed(connection, run, now)
+        lost = replace(run, status="lost")
+        retry = await run_rows.retry_if_allowed(connection, lost, now)
         if retry is not None:
             log.info("run %s retried as run %s", run.id, retry.id)
 
