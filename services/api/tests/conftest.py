@@ -9,7 +9,6 @@ from relay.app import create_app
 from relay.keys import SCHEDULER
 from relay.schedule.clock import ManualClock
 
-
 # A Monday morning in winter, half a minute before ten: far from any DST change.
 START = datetime(2026, 1, 5, 9, 59, 30, tzinfo=UTC)
 

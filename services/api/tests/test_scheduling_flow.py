@@ -1,7 +1,5 @@
 """One job's life, from curl-like calls to a scripted agent's report."""
 
-from datetime import UTC, datetime
-
 from api_support import enroll
 
 JOB = {
