@@ -49,6 +49,9 @@ class UnknownAgent(RelayError):
 class RelayUnavailable(RelayError):
     """The relay stayed away for all the attempts the caller allowed."""
 
+    def __str__(self) -> str:
+        return f"relay unreachable: {self.message}"
+
 
 @dataclass(frozen=True)
 class Backoff:
@@ -345,8 +348,12 @@ class RelayClient:
             headers=headers,
             timeout=aiohttp.ClientTimeout(total=limit),
         ) as response:
-            raw = await response.content.read(MAX_ANSWER_BYTES)
-            return response.status, _json_object(raw)
+            raw = bytearray()
+            async for piece in response.content.iter_chunked(64 * 1024):
+                raw += piece
+                if len(raw) > MAX_ANSWER_BYTES:
+                    return response.status, None  # not an answer we would use
+            return response.status, _json_object(bytes(raw))
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:

@@ -79,6 +79,7 @@ class OutputStreamer:
         self._flush_lock = asyncio.Lock()
         self._released = False
         self._tasks: list[asyncio.Task[None]] = []
+        self._notifiers: set[asyncio.Task[None]] = set()
 
     @property
     def dropped_bytes(self) -> int:
@@ -240,7 +241,10 @@ class OutputStreamer:
             self._changed_nowait()
 
     def _changed_nowait(self) -> None:
-        asyncio.get_running_loop().create_task(self._notify())
+        # Called from plain functions; the task is kept so it is not collected early.
+        task = asyncio.get_running_loop().create_task(self._notify())
+        self._notifiers.add(task)
+        task.add_done_callback(self._notifiers.discard)
 
     async def _notify(self) -> None:
         async with self._changed:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,9 @@ log = logging.getLogger(__name__)
 DEFAULT_HEARTBEAT_SECONDS = 10.0
 MIN_HEARTBEAT_SECONDS = 0.05
 MAX_HEARTBEAT_SECONDS = 300.0
+# An empty claim answer that comes back faster than this is not a long poll (a relay
+# ignoring `wait`, or wait=0): pause, rather than ask again in a tight loop.
+MIN_CLAIM_SECONDS = 1.0
 
 
 @dataclass
@@ -239,6 +243,7 @@ class Agent:
                 await self._slots_changed.wait()
                 continue
 
+            asked = time.monotonic()
             try:
                 answer = await self.client.claim(min(free, 100), self.config.claim_wait)
             except UnknownAgent:
@@ -255,6 +260,9 @@ class Agent:
                 self._launch_rejected(bad)
             for assignment in answer.runs:
                 self._launch(assignment)
+            if not answer.runs and not answer.rejected:
+                elapsed = time.monotonic() - asked
+                await asyncio.sleep(max(0.0, MIN_CLAIM_SECONDS - elapsed))
 
     def _apply(self, directives: Directives) -> None:
         if directives.heartbeat_seconds is not None:
@@ -356,6 +364,9 @@ class Agent:
             self._command_over(state)
             return ExecResult("refused", error=why), []
 
+        if self._stopping.is_set():
+            log.info("not starting run=%s: the agent is stopping", a.run_id)
+            return None
         if not await self._report_start(state):
             return None
         if state.pending_stop == CANCELLED:

@@ -98,3 +98,21 @@ def test_bad_allowlists_are_config_errors(value, message):
 
 def test_an_empty_command_list_refuses_everything():
     assert refusal(parse_allow({"commands": []}), "true", "/", {}) is not None
+
+
+async def test_a_workdir_sent_by_the_relay_must_be_in_the_allowlist(
+    relay: FakeRelay, make_config, start_agent, tmp_path
+):
+    config = make_config()
+    config.allow = parse_allow({"commands": ["pwd"], "workdirs": [config.workdir]})
+    inside = relay.add_run("pwd")
+    outside = relay.add_run("pwd", workdir=str(tmp_path))
+    await start_agent(config)
+
+    await relay.wait_until(lambda: inside.status and outside.status, what="finishes")
+
+    assert inside.text() == f"{config.workdir}\n"
+    assert outside.finish["outcome"] == "refused"
+    assert outside.finish["error"] == (
+        f"working directory {tmp_path} is not in the agent's allowlist"
+    )

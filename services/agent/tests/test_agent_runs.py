@@ -145,3 +145,21 @@ async def test_heartbeats_follow_the_relay_interval_and_list_running_runs(
     # 0.2 s apart for over a second: at least four, not a flood.
     assert 4 <= len(relay.heartbeats) <= 12
     assert run.leases >= 2  # every lease_seconds / 3 = 0.2 s for a 1 s command
+
+
+async def test_a_malformed_assignment_is_finished_as_an_error(
+    relay: FakeRelay, start_agent
+):
+    run = relay.add_run("echo never", env={"A": "1"})
+    run.extra["env"] = {"A": 1}  # not a string
+
+    await start_agent()
+    await relay.wait_until(lambda: run.status, what="finish")
+
+    assert run.finish == {
+        "outcome": "error",
+        "exit_code": None,
+        "signal": None,
+        "error": "malformed assignment: env must map names to strings",
+    }
+    assert run.starts == 0

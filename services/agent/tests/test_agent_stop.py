@@ -142,6 +142,8 @@ async def test_sigterm_lets_the_running_command_finish_then_exits_0(
 
     await relay.wait_until(lambda: run.outputs, what="first output")
     proc.send_signal(signal.SIGTERM)
+    log_file = tmp_path / "agent.log"
+    await relay.wait_until(lambda: "stop requested" in log_file.read_text(), what="log")
     later = relay.add_run("echo must not run")
     code = await asyncio.wait_for(proc.wait(), 10)
 
@@ -150,8 +152,7 @@ async def test_sigterm_lets_the_running_command_finish_then_exits_0(
     assert run.finish["outcome"] == "exited"
     assert run.finish["exit_code"] == 0
     assert later.starts == 0
-    log = (tmp_path / "agent.log").read_text()
-    assert "stop requested" in log
+    log = log_file.read_text()
     assert run.lease_token not in log
     assert "agt_" not in log
 
