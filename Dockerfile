@@ -17,12 +17,26 @@ ENV PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1
 
 WORKDIR /src
+
+# Third-party wheels first, from the services' declared dependencies alone, so
+# that a change to the code does not fetch them all again. They all ship
+# manylinux wheels: no compiler is needed.
+COPY services/api/pyproject.toml services/api/
+COPY services/migrator/pyproject.toml services/migrator/
+COPY services/agent/pyproject.toml services/agent/
+RUN python -c "import pathlib, re, tomllib; \
+own = {'relay-api', 'relay-migrator', 'relay-agent'}; \
+files = sorted(pathlib.Path('services').glob('*/pyproject.toml')); \
+deps = [d for f in files for d in tomllib.loads(f.read_text())['project']['dependencies']]; \
+print('\n'.join(d for d in deps if re.match(r'[A-Za-z0-9._-]+', d)[0].lower().replace('_', '-') not in own))" \
+        > /tmp/requirements.txt \
+ && pip wheel --wheel-dir /wheels --requirement /tmp/requirements.txt
+
+# Then the services' own wheels.
 COPY services/api/ services/api/
 COPY services/migrator/ services/migrator/
 COPY services/agent/ services/agent/
-
-# The relay's dependencies all ship manylinux wheels, so no compiler is needed.
-RUN pip wheel --wheel-dir /wheels \
+RUN pip wheel --wheel-dir /wheels --no-deps \
         ./services/api ./services/migrator ./services/agent
 
 FROM builder AS venv-api

@@ -61,6 +61,8 @@ compose-check: $(TOOLS_STAMP)
 	SECRET_KEY=compose-check-placeholder-not-a-real-key $(COMPOSE_TOOL) \
 		--env-file deploy/postgres.env \
 		-f docker-compose.yml -f deploy/compose.replicas.yml config -q
+	$(COMPOSE_TOOL) --env-file /dev/null --profile '*' \
+		-f docker-compose.yml -f deploy/compose.images.yml config -q
 	$(HADOLINT) Dockerfile
 	@echo "compose-check: compose files and Dockerfile are valid"
 
