@@ -174,10 +174,6 @@ class RelayClient:
         self._enroll_lock = asyncio.Lock()
         self._lost_since: float | None = None
 
-    @property
-    def has_token(self) -> bool:
-        return bool(self._token)
-
     async def __aenter__(self) -> RelayClient:
         return self
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import codecs
-import contextlib
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -120,17 +119,9 @@ class OutputStreamer:
         """Stop sending; returns the chunks the relay has not acknowledged, in order."""
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        # A sender that died of a relay error has already told the run through send().
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         return list(self._unacked)
-
-    async def wait_sent(self) -> None:
-        """Wait until every queued chunk was acknowledged (or the sender gave up)."""
-        async with self._changed:
-            await self._changed.wait_for(
-                lambda: not self._unacked or self._sender_done()
-            )
 
     # --- collecting ---------------------------------------------------------------
 

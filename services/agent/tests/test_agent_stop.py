@@ -180,3 +180,40 @@ async def test_sigterm_stops_a_command_that_outlives_the_grace(
     assert not group_alive(pgid)
     # shutdown grace 0.5 s, then SIGTERM grace 0.5 s, then SIGKILL.
     assert 1.0 <= time.monotonic() - started < 5
+
+
+async def test_a_second_stop_request_skips_the_graces(
+    relay: FakeRelay, make_config, start_agent
+):
+    run = relay.add_run(STUBBORN)
+    running = await start_agent(make_config(shutdown_grace=30, kill_grace=30))
+    pgid = await pgid_of(relay, run)
+
+    started = time.monotonic()
+    running.agent.request_stop()
+    await asyncio.sleep(0.2)
+    assert group_alive(pgid)  # still within the 30 s shutdown grace
+    running.agent.request_stop()
+    code = await asyncio.wait_for(running.task, 5)
+
+    assert code == 0
+    assert time.monotonic() - started < 3
+    assert not group_alive(pgid)
+    assert run.finish["outcome"] == "cancelled"
+
+
+async def test_stale_lease_on_an_output_report_drops_the_run_too(
+    relay: FakeRelay, start_agent, caplog
+):
+    relay.lease_seconds = 30  # renewals every 10 s: the output report sees it first
+    run = relay.add_run("echo $$; while true; do echo tick; sleep 0.05; done")
+    await start_agent()
+
+    pgid = await pgid_of(relay, run)
+    run.stale = True
+    await relay.wait_until(lambda: not group_alive(pgid), seconds=5, what="group gone")
+    await asyncio.sleep(0.3)
+
+    assert run.stale_answers[0] == "output"
+    assert run.finishes == [] and run.finish_attempts == 0
+    assert [r.levelname for r in caplog.records if r.levelname == "ERROR"] == []

@@ -1,0 +1,71 @@
+"""The relay client on its own: backoff, error mapping, answers it cannot use."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from agent_fakes import FakeRelay
+
+from relay_agent.client import (
+    Assignment,
+    Backoff,
+    BadAssignment,
+    RelayClient,
+    RelayError,
+    RelayUnavailable,
+    StaleLease,
+    UnknownAgent,
+)
+
+
+def test_backoff_is_full_jitter_capped():
+    random.seed(7)
+    backoff = Backoff(base=0.5, cap=30)
+
+    for attempt, ceiling in [(0, 0.5), (1, 1.0), (3, 4.0), (6, 30.0), (40, 30.0)]:
+        delays = [backoff.delay(attempt) for _ in range(200)]
+        assert all(0 <= d <= ceiling for d in delays)
+        assert max(delays) > ceiling * 0.8  # the whole range is used, not a fixed step
+        assert min(delays) < ceiling * 0.2
+
+
+async def test_errors_map_to_their_exceptions(relay: FakeRelay):
+    run = relay.add_run("true")
+    relay.queue.clear()
+    run.lease_token = "lt_current"
+    async with RelayClient(relay.url, relay.add_agent()) as client:
+        with pytest.raises(StaleLease):
+            await client.start(run.run_id, "lt_old")
+        with pytest.raises(RelayError) as error:
+            await client.start(999, "lt_x")
+        assert (error.value.status, error.value.code) == (404, "not_found")
+        await client.start(run.run_id, "lt_current")
+
+    async with RelayClient(relay.url, "agt_unknown") as client:
+        with pytest.raises(UnknownAgent):
+            await client.heartbeat([])
+
+
+async def test_limited_attempts_give_up_on_a_relay_that_is_not_there(relay: FakeRelay):
+    url = relay.url
+    await relay.stop()
+    async with RelayClient(url, backoff=Backoff(0.01, 0.02)) as client:
+        with pytest.raises(RelayUnavailable) as error:
+            await client.login("alice", "s3cret", attempts=3)
+    assert str(error.value).startswith("relay unreachable: ClientConnectorError")
+    await relay.start()
+
+
+def test_assignment_parsing():
+    good = Assignment.from_json(
+        {"run_id": 1, "lease_token": "lt", "command": "x", "timeout_seconds": 5}
+    )
+    assert (good.timeout_seconds, good.lease_seconds, good.env) == (5.0, 60.0, {})
+
+    with pytest.raises(BadAssignment) as error:
+        Assignment.from_json({"run_id": 1, "lease_token": "lt", "command": ""})
+    assert (error.value.run_id, error.value.lease_token) == (1, "lt")
+    with pytest.raises(BadAssignment) as error:
+        Assignment.from_json({"command": "x"})
+    assert error.value.run_id is None
