@@ -169,3 +169,11 @@ async def _empty_tables(url: str) -> None:
             await connection.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
     finally:
         await engine.dispose()
+
+
+@pytest.fixture
+def fresh_postgres_url(postgres_server_url) -> str:
+    """An empty PostgreSQL database of its own, dropped afterwards."""
+    url = new_postgres_database(postgres_server_url)
+    yield url
+    drop_postgres_database(postgres_server_url, url)

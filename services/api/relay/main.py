@@ -3,6 +3,7 @@
 import fcntl
 import logging
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 from aiohttp import web
@@ -10,6 +11,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from relay.app import SchemaNotReady, create_app
+from relay.schedule.clock import Clock, ScaledClock
 from relay.settings import Settings, SettingsError, load_settings
 
 log = logging.getLogger("relay")
@@ -41,7 +43,7 @@ def main() -> None:
 
 
 def _serve(settings: Settings) -> None:
-    app = create_app(settings)
+    app = create_app(settings, _clock(settings))
     log.info("relay listening on %s:%s", settings.host, settings.port)
     web.run_app(
         app,
@@ -51,6 +53,15 @@ def _serve(settings: Settings) -> None:
         print=None,
         shutdown_timeout=10,
     )
+
+
+def _clock(settings: Settings) -> Clock:
+    if settings.clock_rate == 1.0:
+        return Clock()
+
+    epoch = settings.clock_epoch or datetime.now(UTC)
+    log.warning("clock runs %s times faster than real time", settings.clock_rate)
+    return ScaledClock(epoch, settings.clock_rate)
 
 
 def _hold_sqlite_lock(settings: Settings):

@@ -5,6 +5,7 @@ import os
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy.engine import URL, make_url
@@ -40,6 +41,8 @@ class Settings:
     run_retention_per_job: int
     run_retention_days: int
     scheduler_enabled: bool
+    clock_rate: float = 1.0
+    clock_epoch: datetime | None = None
 
     @property
     def is_sqlite(self) -> bool:
@@ -74,6 +77,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         run_retention_per_job=read.integer("RUN_RETENTION_PER_JOB", 1000, low=1),
         run_retention_days=read.integer("RUN_RETENTION_DAYS", 90, low=1),
         scheduler_enabled=read.flag("SCHEDULER", True),
+        clock_rate=read.rate("CLOCK_RATE"),
+        clock_epoch=read.moment("CLOCK_EPOCH"),
     )
     secret_key = read.secret("SECRET_KEY")
     if secret_key is None:
@@ -145,6 +150,32 @@ class _Reader:
         if seconds < low:
             raise SettingsError(f"{name} must be at least {low} seconds, not {seconds}")
         return seconds
+
+    def rate(self, name: str) -> float:
+        value = self.raw(name)
+        if value is None:
+            return 1.0
+
+        try:
+            rate = float(value)
+        except ValueError:
+            raise SettingsError(f"{name} must be a number, not {value!r}") from None
+        if not 1.0 <= rate <= 3600.0:
+            raise SettingsError(f"{name} must be between 1 and 3600, not {value}")
+        return rate
+
+    def moment(self, name: str) -> datetime | None:
+        value = self.raw(name)
+        if value is None:
+            return None
+
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            moment = None
+        if moment is None or moment.tzinfo is None:
+            raise SettingsError(f"{name} must be an ISO 8601 time with an offset")
+        return moment
 
     def flag(self, name: str, default: bool) -> bool:
         value = self.raw(name)

@@ -49,3 +49,25 @@ class ManualClock(Clock):
     async def _wait_moved(self) -> None:
         async with self._moved:
             await self._moved.wait()
+
+
+class ScaledClock(Clock):
+    """Time that runs `rate` times faster than real time from `epoch` on.
+
+    For tests and demonstrations that need many real fires quickly across
+    several relay processes: every relay given the same epoch and rate agrees
+    on the time.
+    """
+
+    def __init__(self, epoch: datetime, rate: float) -> None:
+        self.epoch = epoch
+        self.rate = rate
+
+    def now(self) -> datetime:
+        real = datetime.now(UTC)
+        return self.epoch + (real - self.epoch) * self.rate
+
+    async def wait(self, event: asyncio.Event, until: datetime) -> None:
+        seconds = max(0.0, (until - self.now()).total_seconds() / self.rate)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), timeout=seconds)
