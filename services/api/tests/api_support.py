@@ -1,5 +1,6 @@
 """Helpers shared by the relay's tests: settings, personas, registration."""
 
+import asyncio
 import os
 import signal
 import socket
@@ -162,3 +163,49 @@ async def enroll(client, person: Person, hostname: str, labels=()) -> ScriptedAg
     assert response.status in (200, 201), await response.text()
     agent = await response.json()
     return ScriptedAgent(client, agent["id"], agent["token"])
+
+
+class TcpProxy:
+    """A cuttable TCP hop on 127.0.0.1, standing in for a database restart."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.port = free_port()
+        self._server = None
+        self._pipes: set = set()
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
+
+    async def cut(self) -> None:
+        """Drop every connection and refuse new ones until start() again."""
+        self._server.close()
+        await self._server.wait_closed()
+        for writer in list(self._pipes):
+            writer.close()
+        self._pipes.clear()
+
+    async def _accept(self, client_reader, client_writer) -> None:
+        try:
+            server_reader, server_writer = await asyncio.open_connection(
+                "127.0.0.1", self.target_port
+            )
+        except OSError:
+            client_writer.close()
+            return
+        self._pipes.update({client_writer, server_writer})
+        await asyncio.gather(
+            self._pump(client_reader, server_writer),
+            self._pump(server_reader, client_writer),
+        )
+
+    async def _pump(self, reader, writer) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            writer.close()
+            self._pipes.discard(writer)

@@ -33,5 +33,9 @@ def upgrade_to_head(database_url: str) -> None:
     command.upgrade(alembic_config(database_url), "head")
 
 
+def upgrade_to(database_url: str, revision: str) -> None:
+    command.upgrade(alembic_config(database_url), revision)
+
+
 async def upgrade_to_head_async(database_url: str) -> None:
     await asyncio.to_thread(upgrade_to_head, database_url)

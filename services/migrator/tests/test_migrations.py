@@ -1,15 +1,16 @@
 import asyncio
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
 from relay.db.engine import create_engine
 from relay.db.tables import metadata
-from relay_migrator.revisions import head_revision, upgrade_to_head
+from relay_migrator.revisions import head_revision, upgrade_to, upgrade_to_head
 
 MIGRATE = str(Path(sys.executable).with_name("relay-migrate"))
 
@@ -107,3 +108,55 @@ def test_an_invalid_database_url_fails_with_one_line(tmp_path):
         result.stderr
         == "relay-migrate: DATABASE_URL must use sqlite or postgresql, not 'mysql'\n"
     )
+
+
+async def _seed_first_revision(url: str) -> None:
+    engine = create_engine(url)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(
+                text(
+                    "INSERT INTO users (username, username_key, password_hash, "
+                    "is_admin, created_at) VALUES ('Ada', 'ada', 'x', true, :at)"
+                ),
+                {"at": datetime(2026, 1, 1, tzinfo=UTC)},
+            )
+            await connection.execute(
+                text(
+                    "INSERT INTO agents (hostname, hostname_key, ip, labels, "
+                    "created_at, updated_at) VALUES ('web-1', 'web-1', '10.0.0.1', "
+                    "'[\"linux\"]', :at, :at)"
+                ),
+                {"at": datetime(2026, 1, 1, tzinfo=UTC)},
+            )
+    finally:
+        await engine.dispose()
+
+
+async def _read_seed(url: str):
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as connection:
+            users = (await connection.execute(text("SELECT username FROM users"))).all()
+            agents = (
+                await connection.execute(text("SELECT hostname, ip FROM agents"))
+            ).all()
+            jobs = (
+                await connection.execute(text("SELECT count(*) FROM jobs"))
+            ).scalar()
+            return users, agents, jobs
+    finally:
+        await engine.dispose()
+
+
+def test_an_older_database_with_data_is_upgraded_keeping_it(empty_database_url):
+    upgrade_to(empty_database_url, "0001")
+    asyncio.run(_seed_first_revision(empty_database_url))
+
+    upgrade_to_head(empty_database_url)
+
+    users, agents, jobs = asyncio.run(_read_seed(empty_database_url))
+    assert [tuple(row) for row in users] == [("Ada",)]
+    assert [tuple(row) for row in agents] == [("web-1", "10.0.0.1")]
+    assert jobs == 0
+    assert asyncio.run(_inspect(empty_database_url, _revision)) == head_revision()

@@ -22,12 +22,15 @@ def create_engine(
     if url.startswith("sqlite"):
         return _sqlite_engine(url)
 
+    # pre_ping finds connections a database restart broke, before a request
+    # does; the connect timeout keeps a vanished server from hanging requests.
     return create_async_engine(
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_timeout=pool_timeout,
         pool_pre_ping=True,
+        connect_args={"timeout": pool_timeout},
     )
 
 
