@@ -1,8 +1,11 @@
 """Cron schedules, time zones and cronie's DST rules.
 
-Expected fire times are written out by hand. Raw cronsim 2.9, given the
-reference time in the job's zone, was checked against the same rules; it gets
-these wrong, and the tests marked "cronsim:" below fail with it:
+Expected fire times are written out by hand. relay.schedule.cron has cronsim
+2.9 parse the five fields and list the matching times of a zone-less wall
+clock, where it is right (the model at the end of this file uses it the same
+way). Used directly, with the reference time in the job's zone, cronsim gets
+the following wrong (the tests marked "cronsim:" below fail with it), and
+relay.schedule.cron corrects each:
 
 * A fixed-time job asked for its next fire from inside the second pass of a
   repeated hour gets the first-pass occurrence, which is in the past (every
@@ -11,15 +14,26 @@ these wrong, and the tests marked "cronsim:" below fail with it:
   and not only repeated ones: `30 * * * *` misses 02:30 right after the
   spring jump, `*/30 0 * * *` misses the next day's 00:00, `*/30 23 * * *`
   the same day's 23:00, and the second pass of the repeated half hour is lost.
-* It has no @-aliases, accepts a sixth (seconds) field, accepts steps larger
-  than the field (`*/90` is minute 0), and reports impossible dates only as
-  "Bad day-of-month".
+* A schedule whose every wall time DST skips ends in a bare StopIteration
+  after 50 years instead of an error.
 * Its DST handling only applies when the reference time carries the job's
   zone; a UTC reference is computed on the UTC clock.
 
+These four are corrected by never giving cronsim a zone: our code maps the
+wall times it lists to real instants with cronie's rules, from any reference.
+
+* It has no @-aliases. Corrected by expanding them before cronsim sees them.
+* It accepts a sixth (seconds) field, steps larger than the field (`*/90` is
+  minute 0) and `L/5` (read as `L`). Corrected by our checks, which run
+  before cronsim and refuse them.
+* Its errors name only the field ("Bad minute"; "Bad day-of-month" for 30
+  February). Corrected by the same checks, which give the reason; whatever
+  cronsim still refuses is reported with the text of the field.
+
 It does follow cronie's day rule (a '*'-prefixed day field makes the two
 day fields AND-ed) and agrees with these rules in New York, Berlin, Sydney
-and Cairo for references outside a repeated hour.
+and Cairo for references outside a repeated hour. It has no nW form and
+takes only a number before L (5L, not FRIL), and Relay accepts the same.
 """
 
 import re
@@ -27,8 +41,9 @@ from datetime import UTC, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import pytest
-from cronsim import CronSim
+from cronsim import CronSim, CronSimError
 
+from relay.schedule import cron
 from relay.schedule.cron import (
     Schedule,
     ScheduleError,
@@ -215,6 +230,17 @@ def test_a_fifth_monday_in_february_is_found_decades_ahead():
     ]
 
 
+def test_a_rare_day_is_found_across_decades_of_dst_changes():
+    assert fires("0 0 * 2 MON#5", BERLIN, utc(2025, 1, 1), 2) == [
+        utc(2044, 2, 28, 23),
+        utc(2072, 2, 28, 23),
+    ]
+    assert fires("* 0 * 2 MON#5", BERLIN, utc(2025, 1, 1), 2) == [
+        utc(2044, 2, 28, 23, 0),
+        utc(2044, 2, 28, 23, 1),
+    ]
+
+
 def test_leap_day_fires_only_in_leap_years():
     assert fires("0 0 29 2 *", UTC, utc(2025, 1, 1), 2) == [
         utc(2028, 2, 29),
@@ -307,6 +333,9 @@ def test_a_job_is_fixed_time_unless_minute_or_hour_starts_with_star(expression, 
 @pytest.mark.parametrize(
     ("expression", "reason"),
     [
+        # cronsim: accepts the six fields, the oversized steps and L/5, and
+        # refuses the rest, the aliases included, with "Bad <field>" or
+        # "Wrong number of fields".
         ("", "schedule is empty"),
         ("   ", "schedule is empty"),
         (None, "must be a string, not NoneType"),
@@ -340,6 +369,8 @@ def test_a_job_is_fixed_time_unless_minute_or_hour_starts_with_star(expression, 
         ("0 0 * * 1#6", "the number after '#' must be 1 to 5"),
         ("0 0 * * L", "needs a weekday before it"),
         ("0 0 15W * *", "only L and LW"),
+        ("0 0 L/5 * *", "only L and LW"),
+        ("0 0 * * FRIL", "the weekday before 'L' must be a number 0-7"),
         ("0 0 ? * MON", "'?' is not supported"),
         ("@reboot", "@reboot has no fire time"),
         ("@fortnightly", "unknown alias '@fortnightly'"),
@@ -350,12 +381,25 @@ def test_bad_schedules_are_refused_with_the_reason(expression, reason):
         parse_schedule(expression)
 
 
+def test_an_error_of_cronsim_itself_names_the_field_and_its_text(monkeypatch):
+    # Our checks run first and catch everything cronsim 2.9 refuses, so its
+    # own refusal is forced here.
+    def refuse(fields, start):
+        raise CronSimError("Bad hour")
+
+    monkeypatch.setattr(cron, "CronSim", refuse)
+
+    with pytest.raises(ScheduleError, match=re.escape("hour field '7' is not valid")):
+        parse_schedule("1 7 * * 3")
+
+
 def test_schedule_and_timezone_errors_are_value_errors():
     assert issubclass(ScheduleError, ValueError)
     assert issubclass(TimezoneError, ValueError)
 
 
 def test_a_schedule_that_dst_always_skips_reports_that_it_never_fires():
+    # cronsim: raises StopIteration.
     # The fifth Sunday of March is the last one, and in Berlin 02:xx never
     # happens on it; an interval job does not catch up on skipped times.
     with pytest.raises(ScheduleError, match="no fire time within 100 years"):
@@ -710,6 +754,7 @@ def test_cairo_repeats_the_last_hour_of_thursday_not_midnight():
 
 
 def test_cairo_fixed_time_job_from_the_second_pass_of_thursdays_last_hour():
+    # cronsim: answers 2025-10-30 20:30 UTC, before the reference.
     second_pass = datetime(2025, 10, 30, 23, 10, fold=1, tzinfo=CAIRO)
 
     assert fires("30 23 * * *", CAIRO, second_pass, 1) == [utc(2025, 10, 31, 21, 30)]
@@ -782,6 +827,8 @@ def cronie_model(expression: str, tz: ZoneInfo, start: datetime, end: datetime):
 
 @pytest.mark.parametrize("tz", list(TRANSITIONS), ids=str)
 def test_fire_times_match_a_model_of_cronies_clock_around_every_change(tz):
+    # cronsim: fails in every zone, for fixed-time jobs asked from the second
+    # pass of the repeated hour, and at Lord Howe for interval jobs too.
     for jump in TRANSITIONS[tz]:
         # References within 4 hours of the change; the model runs a day
         # further so that the answer for each of them is known.

@@ -1,8 +1,11 @@
 """Cron schedules evaluated in an IANA time zone, with cronie's DST rules.
 
 A schedule is a five-field cron expression (minute hour day-of-month month
-day-of-week) or one of the @-aliases. Fire times are found on the wall clock
-of the job's zone and then mapped to real instants, returned in UTC:
+day-of-week) or one of the @-aliases. cronsim parses the fields and lists the
+matching wall-clock times; it is only ever given zone-less datetimes, where
+it is plain calendar arithmetic. This module adds what cronsim lacks or gets
+wrong: the aliases, stricter validation with readable reasons, and the
+mapping of wall times to real instants, returned in UTC:
 
 * A fixed-time job (neither the minute nor the hour field starts with ``*``)
   fires once per matching wall time: at its first occurrence when the clock
@@ -12,8 +15,8 @@ of the job's zone and then mapped to real instants, returned in UTC:
   at all in a skipped one.
 
 Between two offset changes the wall clock is UTC shifted by a constant, so
-the search runs stretch by stretch as plain calendar arithmetic and only looks
-at the zone where its offset changes.
+the search runs stretch by stretch and only looks at the zone where its
+offset changes.
 """
 
 from __future__ import annotations
@@ -21,10 +24,11 @@ from __future__ import annotations
 import calendar
 import functools
 import zoneinfo
-from bisect import bisect_left
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, tzinfo
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta, tzinfo
+
+from cronsim import CronSim, CronSimError
 
 __all__ = [
     "Schedule",
@@ -45,7 +49,24 @@ class TimezoneError(ValueError):
     """The name is not an accepted IANA time zone; str() gives the reason."""
 
 
+@dataclass(frozen=True)
+class Schedule:
+    """A parsed cron schedule. Build it with parse_schedule().
+
+    `fields` is the validated five-field text that cronsim is given.
+    """
+
+    expression: str
+    fields: str
+    fixed_time: bool
+
+
 # Parsing
+#
+# cronsim turns the fields into sets of values and matches dates against
+# them. The checks below run first because cronsim accepts some things cron
+# should refuse (a sixth field, oversized steps, "L/5") and refuses the rest
+# with no more than "Bad minute".
 
 
 @dataclass(frozen=True)
@@ -71,23 +92,11 @@ _MONTH = _Kind(
     1,
     12,
     12,
-    (
-        "JAN",
-        "FEB",
-        "MAR",
-        "APR",
-        "MAY",
-        "JUN",
-        "JUL",
-        "AUG",
-        "SEP",
-        "OCT",
-        "NOV",
-        "DEC",
-    ),
+    tuple(name.upper() for name in calendar.month_abbr[1:13]),
     first_name=1,
 )
 _DOW = _Kind("day-of-week", 0, 7, 7, ("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"))
+_KINDS = (_MINUTE, _HOUR, _DOM, _MONTH, _DOW)
 
 _ALIASES = {
     "@yearly": "0 0 1 1 *",
@@ -101,55 +110,8 @@ _ALIASES = {
 
 _MONTH_NAMES = tuple(calendar.month_name[1:13])
 
-
-@dataclass(frozen=True)
-class _Days:
-    """The day-of-month and day-of-week fields, before they are combined."""
-
-    dom: frozenset[int]
-    dom_last: bool
-    dom_last_weekday: bool
-    dow: frozenset[int]
-    dow_last: frozenset[int]
-    dow_nth: frozenset[tuple[int, int]]
-    either: bool
-
-    def matches(self, day: int, first_weekday: int, length: int) -> bool:
-        weekday = (first_weekday + day - 1) % 7
-        by_dom = (
-            day in self.dom
-            or (self.dom_last and day == length)
-            or (self.dom_last_weekday and day == _last_weekday(first_weekday, length))
-        )
-        by_dow = (
-            weekday in self.dow
-            or (weekday in self.dow_last and day + 7 > length)
-            or (weekday, (day - 1) // 7 + 1) in self.dow_nth
-        )
-        if self.either:
-            return by_dom or by_dow
-        return by_dom and by_dow
-
-
-@dataclass(frozen=True)
-class _Spec:
-    """Everything the search needs: sorted times and the matching days of
-    every possible month shape, indexed by (length - 28) * 7 + first weekday."""
-
-    minutes: tuple[int, ...]
-    hours: tuple[int, ...]
-    months: frozenset[int]
-    month_days: tuple[tuple[int, ...], ...]
-
-
-@dataclass(frozen=True)
-class Schedule:
-    """A parsed cron schedule. Build it with parse_schedule()."""
-
-    expression: str
-    fields: str
-    fixed_time: bool
-    _spec: _Spec = field(repr=False, compare=False)
+# cronsim needs a start time even just to parse; any date will do.
+_PARSE_START = datetime(2001, 1, 1)
 
 
 def parse_schedule(expression: str) -> Schedule:
@@ -178,13 +140,21 @@ def _parse_text(text: str) -> Schedule:
     if any("?" in part for part in parts):
         raise ScheduleError("'?' is not supported; use '*'")
 
-    minute, hour, dom, month, dow = parts
-    spec = _build_spec(minute, hour, dom, month, dow)
+    for part, kind in zip(parts, _KINDS, strict=True):
+        _check_field(part, kind)
+
+    _check_can_fire(parts)
+
+    # The checks let through only what cronsim parses, but cronsim has the
+    # last word on the fields it will run.
+    fields = " ".join(parts).upper()
+    _cronsim(fields, parts)
 
     # cronie's definition: a job is fixed-time unless its minute or hour field
     # starts with '*'. Only fixed-time jobs get the DST catch-up/no-repeat rule.
+    minute, hour = parts[0], parts[1]
     fixed = not minute.startswith("*") and not hour.startswith("*")
-    return Schedule(text, " ".join(parts).upper(), fixed, spec)
+    return Schedule(text, fields, fixed)
 
 
 def _expand_alias(text: str) -> str:
@@ -206,122 +176,109 @@ def _expand_alias(text: str) -> str:
     return _ALIASES[alias]
 
 
-def _build_spec(minute: str, hour: str, dom: str, month: str, dow: str) -> _Spec:
-    months = frozenset(_parse_field(month, _MONTH))
-    days = _parse_days(dom, dow)
-
-    table = tuple(
-        tuple(d for d in range(1, length + 1) if days.matches(d, first, length))
-        for length in (28, 29, 30, 31)
-        for first in range(7)
-    )
-    _check_can_fire(months, days, table)
-
-    return _Spec(
-        minutes=tuple(sorted(_parse_field(minute, _MINUTE))),
-        hours=tuple(sorted(_parse_field(hour, _HOUR))),
-        months=months,
-        month_days=table,
-    )
+def _cronsim(fields: str, parts: list[str]) -> CronSim:
+    try:
+        return CronSim(fields, _PARSE_START)
+    except CronSimError as error:
+        raise ScheduleError(_cronsim_reason(error, parts)) from None
 
 
-def _parse_days(dom: str, dow: str) -> _Days:
-    dom_values: set[int] = set()
-    dom_last = dom_last_weekday = False
-    for item in _items(dom, _DOM):
-        upper = item.upper()
-        if upper == "L":
-            dom_last = True
-        elif upper == "LW":
-            dom_last_weekday = True
-        elif "L" in upper or "W" in upper:
-            raise ScheduleError(
-                f"day-of-month {item!r} is not supported; "
-                "of the L/W forms only L and LW are"
-            )
+def _cronsim_reason(error: CronSimError, parts: list[str]) -> str:
+    # cronsim names only the field ("Bad day-of-week"); add what was written.
+    name = str(error).removeprefix("Bad ")
+    for part, kind in zip(parts, _KINDS, strict=True):
+        if kind.name == name:
+            return f"{kind.name} field {part!r} is not valid"
+
+    return f"not a valid schedule: {error}"
+
+
+# Checking each field
+
+
+def _check_field(text: str, kind: _Kind) -> None:
+    items = text.split(",")
+    if "" in items:
+        raise ScheduleError(f"{kind.name} field {text!r} has an empty list item")
+
+    for item in items:
+        if kind is _DOM:
+            _check_dom_item(item)
+        elif kind is _DOW:
+            _check_dow_item(item)
         else:
-            dom_values.update(_parse_item(item, _DOM))
-
-    dow_values: set[int] = set()
-    dow_last: set[int] = set()
-    dow_nth: set[tuple[int, int]] = set()
-    for item in _items(dow, _DOW):
-        if "#" in item:
-            dow_nth.add(_parse_nth_weekday(item))
-        elif item.upper().endswith("L"):
-            dow_last.add(_parse_last_weekday(item))
-        else:
-            dow_values.update(v % 7 for v in _parse_item(item, _DOW))
-
-    # The classic cron quirk: if either field starts with '*' both must match,
-    # otherwise a day matching either one is enough.
-    either = not dom.startswith("*") and not dow.startswith("*")
-    return _Days(
-        frozenset(dom_values),
-        dom_last,
-        dom_last_weekday,
-        frozenset(dow_values),
-        frozenset(dow_last),
-        frozenset(dow_nth),
-        either,
-    )
+            _check_item(item, kind)
 
 
-def _parse_nth_weekday(item: str) -> tuple[int, int]:
+def _check_dom_item(item: str) -> None:
+    upper = item.upper()
+    if upper in ("L", "LW"):
+        return
+
+    # cronsim has no nW form, and it reads "L/5" as plain L.
+    if "L" in upper or "W" in upper:
+        raise ScheduleError(
+            f"day-of-month {item!r} is not supported; "
+            "of the L/W forms only L and LW are"
+        )
+
+    _check_item(item, _DOM)
+
+
+def _check_dow_item(item: str) -> None:
+    if "#" in item:
+        _check_nth_weekday(item)
+    elif item.upper().endswith("L"):
+        _check_last_weekday(item)
+    else:
+        _check_item(item, _DOW)
+
+
+def _check_nth_weekday(item: str) -> None:
     day_text, _, nth_text = item.partition("#")
-    weekday = _value(day_text, _DOW) % 7
+    _value(day_text, _DOW)
+
     if not _is_number(nth_text) or not 1 <= int(nth_text) <= 5:
         raise ScheduleError(
             f"day-of-week {item!r}: the number after '#' must be 1 to 5"
         )
 
-    return weekday, int(nth_text)
 
-
-def _parse_last_weekday(item: str) -> int:
+def _check_last_weekday(item: str) -> None:
     if item.upper() == "L":
         raise ScheduleError(
             "day-of-week 'L' needs a weekday before it, e.g. 5L for the last Friday"
         )
 
-    return _value(item[:-1], _DOW) % 7
+    # cronsim takes only a number here, not a name such as FRI.
+    day_text = item[:-1]
+    if not _is_number(day_text):
+        raise ScheduleError(
+            f"day-of-week {item!r}: the weekday before 'L' must be a number 0-7, "
+            "e.g. 5L for the last Friday"
+        )
+
+    _value(day_text, _DOW)
 
 
-def _parse_field(text: str, kind: _Kind) -> set[int]:
-    values: set[int] = set()
-    for item in _items(text, kind):
-        values.update(_parse_item(item, kind))
-    return values
-
-
-def _items(text: str, kind: _Kind) -> list[str]:
-    items = text.split(",")
-    if "" in items:
-        raise ScheduleError(f"{kind.name} field {text!r} has an empty list item")
-    return items
-
-
-def _parse_item(item: str, kind: _Kind) -> range:
-    body, step = _split_step(item, kind)
-
+def _check_item(item: str, kind: _Kind) -> None:
+    body = _check_step(item, kind)
     if body == "*":
-        start, end = kind.low, kind.high
-    elif "-" in body:
-        first, _, last = body.partition("-")
-        start, end = _value(first, kind), _value(last, kind)
-        if start > end:
-            raise ScheduleError(f"{kind.name} range {body!r} runs backwards")
-    else:
-        start = _value(body, kind)
-        # "5/15" means "from 5 to the end of the field, every 15".
-        end = kind.high if step else start
+        return
 
-    return range(start, end + 1, step or 1)
+    if "-" not in body:
+        _value(body, kind)
+        return
+
+    first, _, last = body.partition("-")
+    if _value(first, kind) > _value(last, kind):
+        raise ScheduleError(f"{kind.name} range {body!r} runs backwards")
 
 
-def _split_step(item: str, kind: _Kind) -> tuple[str, int | None]:
+def _check_step(item: str, kind: _Kind) -> str:
+    """Check the step of `item`, if it has one, and return the part before it."""
     if "/" not in item:
-        return item, None
+        return item
 
     body, _, step_text = item.partition("/")
     if not _is_number(step_text):
@@ -331,12 +288,14 @@ def _split_step(item: str, kind: _Kind) -> tuple[str, int | None]:
     if step < 1:
         raise ScheduleError(f"{kind.name} step must be at least 1")
 
+    # cronsim would accept it and fire only at the start of the field, which
+    # is never what "*/90" was meant to say.
     if step > kind.distinct:
         raise ScheduleError(
             f"step {step} is larger than the {kind.name} field ({kind.distinct} values)"
         )
 
-    return body, step
+    return body
 
 
 def _value(text: str, kind: _Kind) -> int:
@@ -364,23 +323,27 @@ def _is_number(text: str) -> bool:
     return text.isascii() and text.isdigit()
 
 
-def _check_can_fire(
-    months: frozenset[int], days: _Days, table: tuple[tuple[int, ...], ...]
-) -> None:
-    # Every (month length, weekday of the 1st) pair occurs in the Gregorian
-    # calendar, February's 29-day shape included, so checking the shapes of the
-    # chosen months decides whether any date ever matches.
-    for month in months:
-        for length in _possible_lengths(month):
-            if any(table[(length - 28) * 7 + first] for first in range(7)):
-                return
+# Dates that never come
 
-    plain_dom = days.dom and not (days.dom_last or days.dom_last_weekday)
+
+def _check_can_fire(parts: list[str]) -> None:
+    _, _, dom, month_field, dow = parts
+
+    # cronsim refuses some impossible dates itself, as "Bad day-of-month";
+    # given every month it refuses none, which leaves the reason to us.
+    days = _cronsim(f"0 0 {dom} * {dow}", parts)
+    months = _cronsim(f"0 0 * {month_field} *", parts).months
+
+    if any(_month_can_match(days, month) for month in months):
+        return
+
+    # cronsim keeps L and LW as negative markers, which never pass this test.
+    dom_values = days.days
     longest = max(max(_possible_lengths(m)) for m in months)
-    if plain_dom and min(days.dom) > longest:
-        verb = "occurs" if len(days.dom) == 1 else "occur"
+    if min(dom_values) > longest:
+        verb = "occurs" if len(dom_values) == 1 else "occur"
         raise ScheduleError(
-            f"{_describe_days(days.dom)} never {verb} in {_describe_months(months)}"
+            f"{_describe_days(dom_values)} never {verb} in {_describe_months(months)}"
         )
 
     raise ScheduleError(
@@ -389,19 +352,40 @@ def _check_can_fire(
     )
 
 
+def _month_can_match(days: CronSim, month: int) -> bool:
+    for year, length in _month_shapes(month):
+        if any(days.match_day(date(year, month, d)) for d in range(1, length + 1)):
+            return True
+    return False
+
+
+@functools.cache
+def _month_shapes(month: int) -> tuple[tuple[int, int], ...]:
+    """A (year, length) for each shape the month can have: its length and
+    the weekday of its 1st. Cron day rules depend on nothing else."""
+    # 2001-2028 has no skipped leap year, so it runs through the full 28-year
+    # calendar cycle and holds every shape, February's 29-day ones included.
+    shapes: dict[tuple[int, int], int] = {}
+    for year in range(2001, 2029):
+        shapes.setdefault(calendar.monthrange(year, month), year)
+
+    return tuple((year, length) for (_, length), year in shapes.items())
+
+
 def _possible_lengths(month: int) -> tuple[int, ...]:
     if month == 2:
         return (28, 29)
     return (calendar.monthrange(2001, month)[1],)
 
 
-def _describe_days(values: frozenset[int]) -> str:
-    if len(values) == 1:
-        return f"day {next(iter(values))}"
-    return "days " + _join((str(v) for v in sorted(values)), "and")
+def _describe_days(values: Iterable[int]) -> str:
+    days = sorted(values)
+    if len(days) == 1:
+        return f"day {days[0]}"
+    return "days " + _join((str(d) for d in days), "and")
 
 
-def _describe_months(months: frozenset[int]) -> str:
+def _describe_months(months: Iterable[int]) -> str:
     return _join((_MONTH_NAMES[m - 1] for m in sorted(months)), "or")
 
 
@@ -410,15 +394,6 @@ def _join(words: Iterable[str], conjunction: str) -> str:
     if len(items) == 1:
         return items[0]
     return ", ".join(items[:-1]) + f" {conjunction} " + items[-1]
-
-
-def _last_weekday(first_weekday: int, length: int) -> int:
-    last = (first_weekday + length - 1) % 7
-    if last == 0:
-        return length - 2
-    if last == 6:
-        return length - 1
-    return length
 
 
 # Time zones
@@ -475,11 +450,15 @@ def _spelling_hint(key: str) -> str:
 # Fire times
 #
 # Instants are handled as naive UTC datetimes and wall times as naive local
-# datetimes; both are whole seconds.
+# datetimes; both are whole seconds. cronsim sees only the wall times: given
+# an aware datetime it would apply DST rules of its own, which lose fire
+# times around 30-minute shifts and answer with past times from the second
+# pass of a repeated hour.
 
 _HORIZON_YEARS = 100
 _LAST_YEAR = 9998
 _EPOCH = datetime(1970, 1, 1)
+_SECOND = timedelta(seconds=1)
 _MINUTE_STEP = timedelta(minutes=1)
 
 # Offset changes are found by sampling the offset this often, then bisecting to
@@ -499,10 +478,11 @@ def next_fire(schedule: Schedule, tz: tzinfo, after: datetime) -> datetime:
     start = _instant(after)
     limit_year = min(start.year + _HORIZON_YEARS, _LAST_YEAR)
 
+    walls = _WallTimes(schedule.fields, tz, limit_year)
     if schedule.fixed_time:
-        fire = _next_fixed(schedule._spec, tz, start, limit_year)
+        fire = _next_fixed(walls, tz, start)
     else:
-        fire = _next_interval(schedule._spec, tz, start, limit_year)
+        fire = _next_interval(walls, tz, start)
 
     return fire.replace(tzinfo=UTC)
 
@@ -533,15 +513,13 @@ def _instant(after: datetime) -> datetime:
     return after.astimezone(UTC).replace(tzinfo=None, microsecond=0)
 
 
-def _next_interval(
-    spec: _Spec, tz: tzinfo, start: datetime, limit_year: int
-) -> datetime:
+def _next_interval(walls: _WallTimes, tz: tzinfo, start: datetime) -> datetime:
     offset = _offset(tz, start)
     low_wall = _minute_after(start + offset)
     stretch_start = start
 
     while True:
-        wall = _next_wall(spec, low_wall, limit_year, tz)
+        wall = walls.first_from(low_wall)
         instant = wall - offset
 
         change = _first_change(tz, stretch_start, instant, offset)
@@ -555,7 +533,7 @@ def _next_interval(
         low_wall = _minute_from(stretch_start + offset)
 
 
-def _next_fixed(spec: _Spec, tz: tzinfo, start: datetime, limit_year: int) -> datetime:
+def _next_fixed(walls: _WallTimes, tz: tzinfo, start: datetime) -> datetime:
     local = start.replace(tzinfo=UTC).astimezone(tz)
     offset = local.utcoffset()
     assert offset is not None
@@ -569,7 +547,7 @@ def _next_fixed(spec: _Spec, tz: tzinfo, start: datetime, limit_year: int) -> da
     stretch_start = start
 
     while True:
-        wall = _next_wall(spec, reached, limit_year, tz)
+        wall = walls.first_from(reached)
         instant = wall - offset
 
         change = _first_change(tz, stretch_start, instant, offset)
@@ -607,58 +585,44 @@ def _minute_from(wall: datetime) -> datetime:
     return wall
 
 
-# The wall-clock search
+class _WallTimes:
+    """The matching wall times of a schedule, for one next_fire call.
 
+    The search asks again at every offset change, with a new lower bound. One
+    cronsim search can scan years of dates (`0 0 * 2 MON#5`), so the last
+    answer is kept and reused whenever it is also the answer for the new bound.
+    """
 
-def _next_wall(spec: _Spec, low: datetime, limit_year: int, tz: tzinfo) -> datetime:
-    """The first matching wall time at or after `low` (a whole minute)."""
-    year, month, day = low.year, low.month, low.day
-    hour, minute = low.hour, low.minute
+    def __init__(self, fields: str, tz: tzinfo, limit_year: int) -> None:
+        self._fields = fields
+        self._tz = tz
+        self._limit_year = limit_year
 
-    while year <= limit_year:
-        if month in spec.months:
-            found = _first_in_month(spec, year, month, day, hour, minute)
-            if found is not None:
-                return found
+        # No wall time in [_low, _wall) matches, and _wall does.
+        self._low = datetime.max
+        self._wall = datetime.min
 
-        month, day, hour, minute = month + 1, 1, 0, 0
-        if month > 12:
-            year, month = year + 1, 1
+    def first_from(self, low: datetime) -> datetime:
+        """The first matching wall time at or after `low` (a whole minute)."""
+        if not self._low <= low <= self._wall:
+            self._low, self._wall = low, self._search(low)
+        return self._wall
 
-    raise ScheduleError(f"no fire time within {_HORIZON_YEARS} years in {tz}")
+    def _search(self, low: datetime) -> datetime:
+        # cronsim yields times strictly after its start, and all of them are
+        # whole minutes, so starting a second early lets `low` itself match.
+        # It gives up with StopIteration after 50 years without a match.
+        try:
+            wall = next(CronSim(self._fields, low - _SECOND))
+        except (StopIteration, OverflowError):
+            wall = None
 
+        if wall is None or wall.year > self._limit_year:
+            raise ScheduleError(
+                f"no fire time within {_HORIZON_YEARS} years in {self._tz}"
+            )
 
-def _first_in_month(
-    spec: _Spec, year: int, month: int, day: int, hour: int, minute: int
-) -> datetime | None:
-    weekday, length = calendar.monthrange(year, month)
-    # calendar counts weekdays from Monday; cron from Sunday.
-    days = spec.month_days[(length - 28) * 7 + (weekday + 1) % 7]
-
-    for candidate in days[bisect_left(days, day) :]:
-        if candidate != day:
-            return datetime(year, month, candidate, spec.hours[0], spec.minutes[0])
-
-        time = _first_time(spec, hour, minute)
-        if time is not None:
-            return datetime(year, month, candidate, *time)
-
-    return None
-
-
-def _first_time(spec: _Spec, hour: int, minute: int) -> tuple[int, int] | None:
-    hours, minutes = spec.hours, spec.minutes
-
-    i = bisect_left(hours, hour)
-    if i < len(hours) and hours[i] == hour:
-        j = bisect_left(minutes, minute)
-        if j < len(minutes):
-            return hour, minutes[j]
-        i += 1
-
-    if i == len(hours):
-        return None
-    return hours[i], minutes[0]
+        return wall
 
 
 # Offset changes of a zone
