@@ -9,6 +9,7 @@ the enrollment token when there is one, then is tried again with the new token.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import random
@@ -173,6 +174,8 @@ class RelayClient:
         self._session: aiohttp.ClientSession | None = None
         self._enroll_lock = asyncio.Lock()
         self._lost_since: float | None = None
+        # Set when the relay answers again, so waiting retries go at once.
+        self._restored = asyncio.Event()
 
     async def __aenter__(self) -> RelayClient:
         return self
@@ -235,8 +238,9 @@ class RelayClient:
         answer = await self._agent_call("/agent/heartbeat", {"running": running})
         return _directives(answer)
 
-    async def claim(self, slots: int, wait: float) -> ClaimAnswer:
-        body = {"slots": slots, "wait": wait}
+    async def claim(self, slots: int, wait: int) -> ClaimAnswer:
+        # Both whole numbers: the relay refuses 25.0 where it expects 25.
+        body = {"slots": int(slots), "wait": int(wait)}
         answer = await self._agent_call("/agent/claim", body, limit=wait + CLAIM_MARGIN)
         runs, rejected = [], []
         for item in answer.get("runs") or []:
@@ -331,7 +335,7 @@ class RelayClient:
             attempt += 1
             if attempts is not None and attempt >= attempts:
                 raise RelayUnavailable(0, "unavailable", failure)
-            await asyncio.sleep(self._backoff.delay(attempt - 1))
+            await self._pause(self._backoff.delay(attempt - 1))
 
     async def _post(
         self, path: str, body: Mapping[str, Any], bearer: str | None, limit: float
@@ -356,15 +360,27 @@ class RelayClient:
             self._session = aiohttp.ClientSession()
         return self._session
 
+    async def _pause(self, seconds: float) -> None:
+        """Back off, but stop waiting as soon as another call got through.
+
+        After a long outage every loop (heartbeat, claim, reports) sits in a backoff
+        of up to retry_max; without this the relay would see us again only bit by
+        bit, and could call us offline meanwhile.
+        """
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._restored.wait(), seconds)
+
     def _lost(self, failure: str) -> None:
         if self._lost_since is None:
             self._lost_since = time.monotonic()
+            self._restored = asyncio.Event()
             log.warning("connection to relay lost: %s", failure)
 
     def _connected(self) -> None:
         if self._lost_since is not None:
             away = time.monotonic() - self._lost_since
             self._lost_since = None
+            self._restored.set()
             log.info("connection to relay restored after %.1fs", away)
 
 

@@ -52,7 +52,7 @@ class AgentConfig:
     shutdown_grace: float = 30.0
     report_grace: float = 10.0
     max_output_bytes: int = 10 * MIB
-    claim_wait: float = 25.0
+    claim_wait: int = 25
     retry_base: float = 0.5
     retry_max: float = 30.0
     allow: AllowList | None = None
@@ -240,9 +240,10 @@ def _build(settings: Mapping[str, Any], source: Path | None) -> AgentConfig:
     config.report_grace = _seconds(
         settings, "report_grace_seconds", config.report_grace
     )
-    config.claim_wait = _seconds(settings, "claim_wait_seconds", config.claim_wait)
-    if config.claim_wait > 30:
-        raise ConfigError("claim_wait_seconds must be at most 30")
+    # Whole seconds: the relay takes `wait` as an integer.
+    config.claim_wait = _integer(
+        settings, "claim_wait_seconds", 0, 30, config.claim_wait
+    )
     config.retry_base = _seconds(settings, "retry_base_seconds", config.retry_base)
     config.retry_max = _seconds(settings, "retry_max_seconds", config.retry_max)
     if config.retry_base <= 0 or config.retry_max < config.retry_base:

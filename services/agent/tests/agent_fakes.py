@@ -222,7 +222,9 @@ class FakeRelay:
             return self._error(401, "unknown_agent", "enroll again")
         body = await request.json()
         slots, wait = body.get("slots", 1), body.get("wait", 25)
-        if not isinstance(slots, int) or not 1 <= slots <= 100 or not 0 <= wait <= 30:
+        if not all(isinstance(v, int) for v in (slots, wait)) or not (
+            1 <= slots <= 100 and 0 <= wait <= 30
+        ):
             self.errors.append(f"bad claim {body}")
             return self._error(400, "bad_request", "slots or wait out of range")
         self.claims.append({"agent": agent["id"], "slots": slots, "wait": wait})

@@ -48,7 +48,7 @@ def make_config(relay: FakeRelay, tmp_path: Path) -> Callable[..., AgentConfig]:
             "kill_grace": 0.5,
             "shutdown_grace": 0.5,
             "report_grace": 3.0,
-            "claim_wait": 1.0,
+            "claim_wait": 1,
             "retry_base": 0.05,
             "retry_max": 0.3,
         }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 
 import pytest
@@ -69,3 +70,24 @@ def test_assignment_parsing():
     with pytest.raises(BadAssignment) as error:
         Assignment.from_json({"command": "x"})
     assert error.value.run_id is None
+
+
+async def test_waiting_retries_go_at_once_when_another_call_gets_through(
+    relay: FakeRelay,
+):
+    token = relay.add_agent()
+    await relay.stop()
+    # Backoff of up to 30 s: without the wake-up these would wait that long.
+    async with RelayClient(relay.url, token, backoff=Backoff(30, 30)) as client:
+        waiting = [
+            asyncio.create_task(client.heartbeat([])),
+            asyncio.create_task(client.heartbeat([1])),
+        ]
+        await asyncio.sleep(0.2)
+        assert relay.heartbeats == []
+        await relay.start()
+
+        await client.heartbeat([2])  # the fresh call gets through at once
+        await asyncio.wait_for(asyncio.gather(*waiting), 2)
+
+    assert sorted(beat["running"] for beat in relay.heartbeats) == [[], [1], [2]]
