@@ -11,6 +11,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from relay.app import SchemaNotReady, create_app
+from relay.keys import SETTINGS
 from relay.schedule.clock import Clock, ScaledClock
 from relay.settings import Settings, SettingsError, load_settings
 
@@ -44,7 +45,7 @@ def main() -> None:
 
 def _serve(settings: Settings) -> None:
     app = create_app(settings, _clock(settings))
-    log.info("relay listening on %s:%s", settings.host, settings.port)
+    app.on_startup.append(_announce)
     web.run_app(
         app,
         host=settings.host,
@@ -53,6 +54,12 @@ def _serve(settings: Settings) -> None:
         print=None,
         shutdown_timeout=10,
     )
+
+
+async def _announce(app: web.Application) -> None:
+    # Runs after the database check, so it is never said of a relay that refuses.
+    settings = app[SETTINGS]
+    log.info("relay listening on %s:%s", settings.host, settings.port)
 
 
 def _clock(settings: Settings) -> Clock:
