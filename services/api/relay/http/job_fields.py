@@ -1,21 +1,25 @@
 """A job as a user writes it: every field checked, with the reason when not."""
 
 import re
+from datetime import datetime, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from relay.errors import InvalidInput
 from relay.http.agents import parse_labels
 from relay.http.bodies import has_control_characters, integer_field, string_field
+from relay.http.paging import MAX_ID
 from relay.schedule.cron import (
     Schedule,
     ScheduleError,
     TimezoneError,
+    next_fire,
     parse_schedule,
     parse_timezone,
 )
 
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+MAX_SCHEDULE = 256  # the width of the column that keeps it
 MAX_COMMAND_BYTES = 64 * 1024
 MAX_ENV_ENTRIES = 100
 MAX_ENV_VALUE = 4096
@@ -91,13 +95,44 @@ def _description(body) -> str:
     return value
 
 
+def _invalid_schedule(reason: object) -> InvalidInput:
+    return InvalidInput(
+        f"schedule: {reason}", code="invalid_schedule", field="schedule"
+    )
+
+
 def checked_schedule(expression: str) -> Schedule:
     try:
-        return parse_schedule(expression)
+        schedule = parse_schedule(expression)
     except ScheduleError as exc:
-        raise InvalidInput(
-            f"schedule: {exc}", code="invalid_schedule", field="schedule"
-        ) from None
+        raise _invalid_schedule(exc) from None
+    if len(schedule.expression) > MAX_SCHEDULE:
+        raise _invalid_schedule(f"longer than {MAX_SCHEDULE} characters")
+    return schedule
+
+
+def fire_times(
+    schedule: Schedule, zone: tzinfo, after: datetime, count: int
+) -> list[datetime]:
+    """Up to `count` fire times after `after`, fewer where the calendar ends.
+
+    A schedule that parses can still never fire in a zone (DST skips every
+    wall time it names); with not even one fire time that is the user's error.
+    """
+    fires: list[datetime] = []
+    for _ in range(count):
+        try:
+            after = next_fire(schedule, zone, after)
+        except ScheduleError as exc:
+            if not fires:
+                raise _invalid_schedule(exc) from None
+            break
+        except OverflowError:
+            if not fires:
+                raise _invalid_schedule("no fire time before the year 10000") from None
+            break
+        fires.append(after)
+    return fires
 
 
 def checked_zone(name: str) -> ZoneInfo:
@@ -109,14 +144,35 @@ def checked_zone(name: str) -> ZoneInfo:
         ) from None
 
 
+def schedule_field(body) -> Schedule:
+    """The body's schedule; an empty one is a bad expression, like "   "."""
+    value = body.get("schedule")
+    if value is None:
+        raise InvalidInput(
+            "schedule is required", code="missing_field", field="schedule"
+        )
+    if not isinstance(value, str):
+        raise InvalidInput("schedule must be a string", field="schedule")
+    return checked_schedule(value)
+
+
+def zone_field(body, default: str | None = None) -> ZoneInfo:
+    """The body's time zone as a zone, `default` when there is none."""
+    name = body.get("timezone", default)
+    if name is None:
+        name = default
+    if not isinstance(name, str):
+        raise InvalidInput("timezone must be a string", field="timezone")
+    return checked_zone(name)
+
+
 def _schedule(body) -> str:
-    return checked_schedule(string_field(body, "schedule")).expression
+    return schedule_field(body).expression
 
 
 def _timezone(body) -> str:
-    name = string_field(body, "timezone")
-    checked_zone(name)
-    return name
+    # The zone's own key: " UTC " is accepted as UTC and kept as "UTC".
+    return zone_field(body).key
 
 
 def _command(body) -> str:
@@ -136,7 +192,11 @@ def _target(body) -> dict:
 
     if set(target) == {"agent"}:
         agent = target["agent"]
-        if isinstance(agent, bool) or not isinstance(agent, int) or agent < 1:
+        if (
+            isinstance(agent, bool)
+            or not isinstance(agent, int)
+            or not 1 <= agent <= MAX_ID
+        ):
             raise InvalidInput("target agent must be an agent id", field="target")
         return {"agent": agent}
 

@@ -8,10 +8,17 @@ from relay.auth.guards import require_user
 from relay.auth.tokens import UserIdentity
 from relay.errors import InvalidInput, NotFound
 from relay.http.bodies import read_object
-from relay.http.job_fields import parse_job_changes, parse_new_job
-from relay.http.paging import page_limit, page_of, preview_count, query_flag, query_id
+from relay.http.job_fields import fire_times, parse_job_changes, parse_new_job
+from relay.http.paging import (
+    page_limit,
+    page_of,
+    path_id,
+    preview_count,
+    query_flag,
+    query_id,
+)
 from relay.keys import CLOCK, DATABASE, SCHEDULER
-from relay.schedule.cron import next_fire, next_fires, parse_schedule, parse_timezone
+from relay.schedule.cron import parse_schedule, parse_timezone
 from relay.store import jobs as job_rows
 from relay.store.agents import get_agent
 
@@ -30,14 +37,17 @@ async def visible_job(connection, identity: UserIdentity, job_id: int) -> job_ro
 
 def _job_id(request: web.Request) -> int:
     value = request.match_info["job_id"]
-    if not value.isdigit() or len(value) > 12:
+    job_id = path_id(value)
+    if job_id is None:
         raise NotFound(f"No job {value}", code="job_not_found")
-    return int(value)
+    return job_id
 
 
 def first_fire(values: dict, now) -> object:
+    """The first fire after now; a 400 if the schedule never fires in the zone."""
     schedule = parse_schedule(values["schedule"])
-    return next_fire(schedule, parse_timezone(values["timezone"]), now)
+    (fire,) = fire_times(schedule, parse_timezone(values["timezone"]), now, 1)
+    return fire
 
 
 async def _check_target_agent(connection, target: dict) -> None:
@@ -107,7 +117,10 @@ async def change(request: web.Request) -> web.Response:
         # of fires from before the change.
         replan = {"schedule", "timezone", "enabled"} & set(changes)
         next_at = first_fire(merged, now) if replan else job.next_fire_at
-        job = await job_rows.update_job(connection, job.id, changes, next_at, now)
+        changed = await job_rows.update_job(connection, job.id, changes, next_at, now)
+        if changed is None:  # deleted since it was read
+            raise NotFound(f"No job {job.id}", code="job_not_found")
+        job = changed
 
     request.app[SCHEDULER].wake()
     log.info("job %s changed by user %s: %s", job.id, identity.user_id, sorted(changes))
@@ -148,7 +161,7 @@ async def upcoming(request: web.Request) -> web.Response:
         job = await visible_job(connection, identity, _job_id(request))
 
     zone = parse_timezone(job.timezone)
-    fires = next_fires(
+    fires = fire_times(
         parse_schedule(job.schedule), zone, request.app[CLOCK].now(), count
     )
     return web.json_response(

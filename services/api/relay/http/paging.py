@@ -6,6 +6,26 @@ from relay.errors import InvalidInput
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
+# Ids are 32-bit integer columns; a larger number names no row, and PostgreSQL
+# refuses it as a query parameter rather than finding nothing.
+MAX_ID = 2**31 - 1
+
+
+def whole_number(value: str, most: int) -> int | None:
+    """The number an ASCII digit string spells, if it is at most `most`.
+
+    str.isdigit() alone also accepts digits int() cannot read, such as "²",
+    and int() refuses strings of more than 4300 digits.
+    """
+    if not (value.isascii() and value.isdigit()) or len(value) > len(str(most)):
+        return None
+    number = int(value)
+    return number if number <= most else None
+
+
+def path_id(value: str) -> int | None:
+    """A row id from a URL path, or None when it cannot name a row."""
+    return whole_number(value, MAX_ID)
 
 
 def page_limit(request: web.Request) -> int:
@@ -13,11 +33,12 @@ def page_limit(request: web.Request) -> int:
     if value is None:
         return DEFAULT_LIMIT
 
-    if not value.isdigit() or not 1 <= int(value) <= MAX_LIMIT:
+    limit = whole_number(value, MAX_LIMIT)
+    if limit is None or limit < 1:
         raise InvalidInput(
             f"limit must be a whole number from 1 to {MAX_LIMIT}", field="limit"
         )
-    return int(value)
+    return limit
 
 
 def query_id(request: web.Request, name: str) -> int | None:
@@ -25,9 +46,12 @@ def query_id(request: web.Request, name: str) -> int | None:
     if value is None:
         return None
 
-    if not value.isdigit() or len(value) > 12:
-        raise InvalidInput(f"{name} must be a positive whole number", field=name)
-    return int(value)
+    number = whole_number(value, MAX_ID)
+    if number is None:
+        raise InvalidInput(
+            f"{name} must be a whole number from 0 to {MAX_ID}", field=name
+        )
+    return number
 
 
 def query_flag(request: web.Request, name: str) -> bool | None:
@@ -55,8 +79,9 @@ MAX_PREVIEW = 100
 
 def preview_count(value) -> int:
     valid = isinstance(value, int) and not isinstance(value, bool)
-    if isinstance(value, str) and value.isdigit():
-        value, valid = int(value), True
+    if isinstance(value, str):
+        value = whole_number(value, MAX_PREVIEW)
+        valid = value is not None
     if not valid or not 1 <= value <= MAX_PREVIEW:
         raise InvalidInput(
             f"count must be a whole number from 1 to {MAX_PREVIEW}", field="count"

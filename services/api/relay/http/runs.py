@@ -7,7 +7,7 @@ from aiohttp import web
 from relay.auth.guards import require_user
 from relay.errors import Conflict, InvalidInput, NotFound
 from relay.http.jobs import visible_job
-from relay.http.paging import page_limit, page_of, query_id
+from relay.http.paging import page_limit, page_of, path_id, query_id
 from relay.keys import CLOCK, DATABASE
 from relay.store import runs as run_rows
 from relay.store.output import read_output
@@ -22,9 +22,10 @@ routes = web.RouteTableDef()
 
 def _run_id(request: web.Request) -> int:
     value = request.match_info["run_id"]
-    if not value.isdigit() or len(value) > 12:
+    run_id = path_id(value)
+    if run_id is None:
         raise NotFound(f"No run {value}", code="run_not_found")
-    return int(value)
+    return run_id
 
 
 async def visible_run(connection, identity, run_id: int) -> run_rows.Run:
@@ -67,12 +68,13 @@ async def list_all(request: web.Request) -> web.Response:
 async def list_for_job(request: web.Request) -> web.Response:
     identity = require_user(request)
     limit, before = page_limit(request), query_id(request, "cursor")
-    job_id = request.match_info["job_id"]
-    if not job_id.isdigit() or len(job_id) > 12:
-        raise NotFound(f"No job {job_id}", code="job_not_found")
+    value = request.match_info["job_id"]
+    job_id = path_id(value)
+    if job_id is None:
+        raise NotFound(f"No job {value}", code="job_not_found")
 
     async with request.app[DATABASE].read() as connection:
-        job = await visible_job(connection, identity, int(job_id))
+        job = await visible_job(connection, identity, job_id)
         found = await run_rows.list_runs(
             connection, None, before, limit + 1, job_id=job.id, **_filters(request)
         )

@@ -1,16 +1,15 @@
 """Previewing a schedule's fire times before a job is made with it."""
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 from aiohttp import web
 
 from relay.auth.guards import require_user
 from relay.errors import InvalidInput
-from relay.http.bodies import read_object, string_field
-from relay.http.job_fields import checked_schedule, checked_zone
+from relay.http.bodies import read_object
+from relay.http.job_fields import fire_times, schedule_field, zone_field
 from relay.http.paging import preview_count
 from relay.keys import CLOCK
-from relay.schedule.cron import next_fires
 
 routes = web.RouteTableDef()
 
@@ -23,16 +22,14 @@ async def preview(request: web.Request) -> web.Response:
     count = preview_count(body.get("count", 5))
     after = _after(body.get("after")) or request.app[CLOCK].now()
 
-    fires = next_fires(schedule, zone, after, count)
+    fires = fire_times(schedule, zone, after, count)
     return web.json_response(
         {"fire_times": [moment.astimezone(zone).isoformat() for moment in fires]}
     )
 
 
 def _schedule_and_zone(body: dict):
-    schedule = checked_schedule(string_field(body, "schedule"))
-    zone = checked_zone(string_field(body, "timezone", required=False) or "UTC")
-    return schedule, zone
+    return schedule_field(body), zone_field(body, default="UTC")
 
 
 def _after(value) -> datetime | None:
@@ -46,6 +43,10 @@ def _after(value) -> datetime | None:
         moment = datetime.fromisoformat(value)
     except ValueError:
         raise InvalidInput(message, field="after") from None
-    if moment.tzinfo is None:
+    if moment.utcoffset() is None:
         raise InvalidInput(message, field="after")
+    try:
+        moment.astimezone(UTC)
+    except OverflowError:
+        raise InvalidInput("after is outside the calendar", field="after") from None
     return moment

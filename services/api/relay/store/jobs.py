@@ -123,7 +123,8 @@ async def update_job(
     changes: dict,
     next_fire_at: datetime | None,
     now: datetime,
-) -> Job:
+) -> Job | None:
+    """The changed job; None if it was deleted meanwhile."""
     extra = _target_columns(changes["target"]) if "target" in changes else {}
     statement = (
         update(jobs)
@@ -132,10 +133,10 @@ async def update_job(
         .returning(*JOB_COLUMNS)
     )
     try:
-        row = (await connection.execute(statement)).one()
+        row = (await connection.execute(statement)).one_or_none()
     except IntegrityError:
         raise _name_taken(changes["name"]) from None
-    return Job(*row)
+    return None if row is None else Job(*row)
 
 
 def _name_taken(name: str) -> Conflict:
@@ -170,7 +171,10 @@ async def list_jobs(
     if agent_id is not None:
         statement = statement.where(jobs.c.target_agent_id == agent_id)
     if label is not None:
-        statement = statement.where(jobs.c.target_labels.contains(f",{label},"))
+        # Escaped: "_" is a LIKE wildcard and may be part of a label.
+        statement = statement.where(
+            jobs.c.target_labels.contains(f",{label},", autoescape=True)
+        )
 
     rows = await connection.execute(statement.order_by(jobs.c.id).limit(limit))
     return [Job(*row) for row in rows]
