@@ -142,7 +142,7 @@ class _Reader:
         units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
         factor = units.get(value[-1].lower(), 1)
         digits = value[:-1] if value[-1].lower() in units else value
-        if not digits.isdigit():
+        if not (digits.isascii() and digits.isdigit()):
             raise SettingsError(
                 f"{name} must be seconds or a number with s, m, h or d, not {value!r}"
             )

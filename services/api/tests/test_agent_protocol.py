@@ -297,3 +297,26 @@ async def test_claim_limits_are_checked(agent):
     answer = await agent.call("/agent/claim", {"slots": 0}, status=400)
 
     assert answer["message"] == "slots must be between 1 and 100"
+
+
+async def test_an_interrupted_run_is_lost_and_retried(client, user, agent, scheduler):
+    job = {**JOB, "name": "retried", "retries": 1, "retry_backoff_seconds": 0}
+    created = await (await client.post("/jobs", json=job, headers=user.headers)).json()
+    await scheduler.tick()
+    await client.post(f"/jobs/{created['id']}/run", headers=user.headers)
+    [run] = await agent.claim()
+
+    answer = await agent.report(
+        run, "finish", outcome="interrupted", error="the agent is shutting down"
+    )
+    await scheduler.tick()
+
+    assert answer == {"status": "lost"}
+    [retry] = await agent.claim()
+    assert retry["attempt"] == 2
+
+
+async def test_a_claim_may_wait_a_fractional_number_of_seconds(agent):
+    answer = await agent.call("/agent/claim", {"wait": 0.5})
+
+    assert answer["runs"] == []

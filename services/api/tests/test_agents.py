@@ -148,3 +148,74 @@ async def test_ipv6_addresses_are_stored_in_canonical_form(client, user):
     )
 
     assert (await response.json())["ip"] == "2001:db8::1"
+
+
+async def _enrollment_token(client, person, **body) -> str:
+    response = await client.post(
+        "/enrollment-tokens", json=body, headers=person.headers
+    )
+    assert response.status == 201
+    return (await response.json())["token"]
+
+
+async def test_an_enrollment_token_registers_a_new_machine(client, user):
+    token = await _enrollment_token(client, user)
+
+    response = await client.post(
+        "/agents",
+        json={"hostname": "db-1", "ip": "10.0.0.5"},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+
+    assert response.status == 201
+    assert (await response.json())["hostname"] == "db-1"
+
+
+async def test_an_enrollment_token_cannot_take_over_a_known_hostname(client, user):
+    await _register(client, user)
+    token = await _enrollment_token(client, user)
+
+    response = await client.post(
+        "/agents",
+        json={"hostname": "web-1", "ip": "10.0.0.5"},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+
+    assert response.status == 409
+    assert await response.json() == {
+        "error": "hostname_taken",
+        "message": "Agent web-1 is registered already; a user token can replace it",
+    }
+
+
+async def test_an_expired_enrollment_token_is_refused(client, user, clock):
+    token = await _enrollment_token(client, user, ttl_seconds=60)
+    await clock.advance(61)
+
+    response = await client.post(
+        "/agents",
+        json={"hostname": "db-1", "ip": "10.0.0.5"},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+
+    assert response.status == 401
+    assert await response.json() == {
+        "error": "unauthorized",
+        "message": "The enrollment token is not valid or has expired",
+    }
+
+
+async def test_only_the_admin_relabels_an_agent(client, admin, user):
+    agent = await (await _register(client, user, labels=["linux"])).json()
+    body = {"labels": ["linux", "gpu"]}
+
+    refused = await client.patch(
+        f"/agents/{agent['id']}", json=body, headers=user.headers
+    )
+    changed = await client.patch(
+        f"/agents/{agent['id']}", json=body, headers=admin.headers
+    )
+
+    assert refused.status == 403
+    assert changed.status == 200
+    assert (await changed.json())["labels"] == ["gpu", "linux"]

@@ -83,7 +83,16 @@ class Fleet:
                 await self.call(token, f"/agent/runs/{run['run_id']}/finish", finish)
 
 
-async def _setup(http, relay) -> tuple[dict, list[str], list[int]]:
+async def _until_online(http, relay, headers) -> None:
+    for _ in range(100):
+        listed = await (await http.get(f"{relay.url}/agents", headers=headers)).json()
+        if [agent["status"] for agent in listed] == ["online"] * AGENTS:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("agents did not come online")
+
+
+async def _enroll(http, relay) -> tuple[dict, list[str]]:
     account = {"username": "ops", "password": PASSWORD}
     await http.post(f"{relay.url}/users", json=account)
     login = await (await http.post(f"{relay.url}/login", json=account)).json()
@@ -96,7 +105,10 @@ async def _setup(http, relay) -> tuple[dict, list[str], list[int]]:
             await http.post(f"{relay.url}/agents", json=body, headers=headers)
         ).json()
         tokens.append(agent["token"])
+    return headers, tokens
 
+
+async def _make_jobs(http, relay, headers) -> list[int]:
     job_ids = []
     for number in range(JOBS):
         job = {
@@ -109,7 +121,7 @@ async def _setup(http, relay) -> tuple[dict, list[str], list[int]]:
         }
         created = await http.post(f"{relay.url}/jobs", json=job, headers=headers)
         job_ids.append((await created.json())["id"])
-    return headers, tokens, job_ids
+    return job_ids
 
 
 async def _leader(relays) -> RelayProcess:
@@ -144,9 +156,11 @@ async def _drain(http, url: str, headers: dict) -> list[dict]:
 
 async def test_every_fire_runs_exactly_once_when_the_leader_is_killed(relays):
     async with aiohttp.ClientSession() as http:
-        headers, tokens, job_ids = await _setup(http, relays[0])
+        headers, tokens = await _enroll(http, relays[0])
         fleet = Fleet(http, relays, tokens)
         workers = [asyncio.create_task(fleet.work(token)) for token in tokens]
+        await _until_online(http, relays[0], headers)
+        job_ids = await _make_jobs(http, relays[0], headers)
 
         await asyncio.sleep(SECONDS_BEFORE_KILL)
         leader = await _leader(relays)
@@ -168,7 +182,7 @@ async def test_every_fire_runs_exactly_once_when_the_leader_is_killed(relays):
         by_job[run["job_id"]].append(datetime.fromisoformat(run["scheduled_for"]))
 
     assert len(fired) >= 200
-    assert {run["status"] for run in fired} == {"succeeded"}
+    assert {(run["status"], run["reason"]) for run in fired} == {("succeeded", None)}
     assert sorted(by_job) == sorted(job_ids)
     for times in by_job.values():
         times.sort()

@@ -392,3 +392,38 @@ async def test_a_waiting_run_moves_to_another_agent_when_its_own_goes_silent(
 
     [claimed] = await other.claim()
     assert claimed["run_id"] == run["id"]
+
+
+async def test_a_fire_by_hand_at_the_instant_of_a_scheduled_fire_is_a_run_of_its_own(
+    client, user, clock, scheduler
+):
+    agent = await _online(client, user)
+    job = await _job(client, user, concurrency="allow")
+    await clock.set(datetime(2026, 1, 5, 10, 0, tzinfo=UTC))
+    await agent.heartbeat()
+
+    await client.post(f"/jobs/{job['id']}/run", headers=user.headers)
+    await scheduler.tick()
+
+    runs = await _runs(client, user, job)
+    assert [(run["scheduled_for"][11:16], run["trigger"]) for run in runs] == [
+        ("10:00", "manual"),
+        ("10:00", "schedule"),
+    ]
+
+
+async def test_a_new_leader_gives_agents_a_lease_before_taking_runs_back(
+    client, user, clock, scheduler, settings
+):
+    agent = await _online(client, user)
+    await _job(client, user)
+    await clock.advance(30)
+    await scheduler.tick()
+    [run] = await agent.claim()
+    scheduler._leading_since = clock.now()
+
+    await clock.advance(settings.lease_seconds - 1)
+    await scheduler.tick()
+    renewed = await agent.report(run, "start")
+
+    assert renewed["status"] == "running"

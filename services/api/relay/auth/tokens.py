@@ -58,7 +58,7 @@ class UserTokens:
 
 def _identity(claims: dict) -> UserIdentity:
     subject, name = claims.get("sub"), claims.get("name")
-    if not isinstance(subject, str) or not subject.isdigit():
+    if not isinstance(subject, str) or not (subject.isascii() and subject.isdigit()):
         raise TokenError("token is not valid")
     if not isinstance(name, str):
         raise TokenError("token is not valid")

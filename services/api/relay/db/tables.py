@@ -96,6 +96,9 @@ runs = Table(
     Column("attempt", Integer, nullable=False),
     Column("first_run_id", Integer),
     Column("trigger", String(16), nullable=False),
+    # Fires by hand have a key of their own: one made at the very instant of a
+    # scheduled fire must not stand in for it.
+    Column("manual", Boolean, nullable=False),
     Column("agent_id", Integer, ForeignKey("agents.id", ondelete="SET NULL")),
     Column("status", String(16), nullable=False),
     Column("reason", String(500)),
@@ -117,7 +120,9 @@ runs = Table(
     Column("output_bytes", BigInteger, nullable=False),
     Column("output_kept_bytes", BigInteger, nullable=False),
     Column("output_last_seq", Integer),
-    UniqueConstraint("job_id", "scheduled_for", "slot", "attempt", name="uq_runs_fire"),
+    UniqueConstraint(
+        "job_id", "scheduled_for", "slot", "attempt", "manual", name="uq_runs_fire"
+    ),
     Index("ix_runs_job_id_id", "job_id", "id"),
     Index("ix_runs_agent_id_status", "agent_id", "status"),
     Index("ix_runs_status_not_before", "status", "not_before"),

@@ -11,13 +11,22 @@ from aiohttp import web
 
 from relay.errors import Conflict, InvalidInput, NotFound
 from relay.http.bodies import integer_field, read_object, string_field
+from relay.http.paging import path_id
 from relay.keys import AGENT_AUTH, CLOCK, DATABASE, DISPATCHER, SEEN, SETTINGS
 from relay.store import runs as run_rows
 from relay.store.output import append_chunk
 
 log = logging.getLogger(__name__)
 
-OUTCOMES = ("exited", "signaled", "timed_out", "cancelled", "refused", "error")
+OUTCOMES = (
+    "exited",
+    "signaled",
+    "timed_out",
+    "cancelled",
+    "refused",
+    "error",
+    "interrupted",
+)
 STREAMS = ("stdout", "stderr")
 MAX_CHUNK_CHARACTERS = 256 * 1024
 MAX_SLOTS = 100
@@ -65,8 +74,7 @@ async def claim(request: web.Request) -> web.Response:
     body = await read_object(request)
     settings = request.app[SETTINGS]
     slots = integer_field(body, "slots", 1, 1, MAX_SLOTS)
-    wait = integer_field(body, "wait", 25, 0, 120)
-    wait = min(wait, settings.claim_wait_max_seconds)
+    wait = min(_wait_seconds(body), settings.claim_wait_max_seconds)
 
     claimed = await _claim_within(request, agent_id, slots, wait)
     assignments = [
@@ -77,22 +85,32 @@ async def claim(request: web.Request) -> web.Response:
     return web.json_response({"runs": assignments, **_rhythm(request), "cancel": []})
 
 
+def _wait_seconds(body: dict) -> float:
+    value = body.get("wait", 25)
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if not number or not 0 <= value <= 120:
+        raise InvalidInput(
+            "wait must be a number of seconds from 0 to 120", field="wait"
+        )
+    return float(value)
+
+
 async def _claim_within(request, agent_id: int, slots: int, wait: float) -> list:
     """Claim due runs now, or as soon as some are due within `wait` seconds."""
     app = request.app
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait
+    dispatcher = app[DISPATCHER]
     while True:
-        now = app[CLOCK].now()
-        async with app[DATABASE].read() as connection:
-            due = await run_rows.agents_with_due_runs(connection, [agent_id], now)
-        if due:
-            async with app[DATABASE].write() as connection:
-                claimed = await run_rows.claim_runs(
-                    connection, agent_id, slots, now, app[SETTINGS].lease_seconds
-                )
+        # aiohttp does not cancel a handler whose client left; a run handed to
+        # a claim nobody reads would sit leased to no one until its lease ran out.
+        if request.transport is None or request.transport.is_closing():
+            return []
+        if not dispatcher.known_idle(agent_id):
+            claimed = await _claim_due(app, agent_id, slots)
             if claimed:
                 return claimed
+            dispatcher.mark_idle(agent_id)
 
         remaining = deadline - loop.time()
         if remaining <= 0:
@@ -100,11 +118,26 @@ async def _claim_within(request, agent_id: int, slots: int, wait: float) -> list
         await app[DISPATCHER].wait(agent_id, remaining)
 
 
+async def _claim_due(app: web.Application, agent_id: int, slots: int) -> list:
+    """Claim what is due; look first without the write lock, as usually nothing is."""
+    now = app[CLOCK].now()
+    async with app[DATABASE].read() as connection:
+        due = await run_rows.agents_with_due_runs(connection, [agent_id], now)
+    if not due:
+        return []
+
+    async with app[DATABASE].write() as connection:
+        return await run_rows.claim_runs(
+            connection, agent_id, slots, now, app[SETTINGS].lease_seconds
+        )
+
+
 def _report_run_id(request: web.Request) -> int:
     value = request.match_info["run_id"]
-    if not value.isdigit() or len(value) > 12:
+    run_id = path_id(value)
+    if run_id is None:
         raise NotFound(f"No run {value}", code="unknown_run")
-    return int(value)
+    return run_id
 
 
 async def _report(request: web.Request, action):

@@ -10,6 +10,7 @@ from relay.auth.bearer import bearer_token
 from relay.auth.guards import require_user
 from relay.errors import Forbidden, InvalidInput, NotFound, Unauthorized
 from relay.http.bodies import integer_field, read_object, string_field
+from relay.http.paging import path_id
 from relay.keys import AGENT_AUTH, CLOCK, DATABASE, SETTINGS
 from relay.store.agents import get_agent, list_agents, register_agent, set_labels
 from relay.store.enrollment import (
@@ -87,24 +88,28 @@ async def enrollment_token(request: web.Request) -> web.Response:
     )
 
 
-async def _registering_user(request: web.Request) -> int:
-    """A user, by their own token or by an enrollment token they made."""
+async def _registering_user(request: web.Request) -> tuple[int, bool]:
+    """A user, by their own token or by an enrollment token they made.
+
+    Also whether the caller may replace a known agent: only a user may, since
+    an enrollment token leaked from one machine must not take over another.
+    """
     token = bearer_token(request)
     if not is_enrollment_token(token):
-        return require_user(request).user_id
+        return require_user(request).user_id, True
 
     async with request.app[DATABASE].read() as connection:
         user_id = await enrolling_user(connection, token, request.app[CLOCK].now())
     if user_id is None:
         raise Unauthorized("The enrollment token is not valid or has expired")
-    return user_id
+    return user_id, False
 
 
 def _agent_id(request: web.Request) -> int:
-    value = request.match_info["agent_id"]
-    if not value.isdigit() or len(value) > 12:
+    agent_id = path_id(request.match_info["agent_id"])
+    if agent_id is None:
         raise NotFound("No such agent", code="agent_not_found")
-    return int(value)
+    return agent_id
 
 
 def _public(request: web.Request, agent) -> dict:
@@ -115,7 +120,7 @@ def _public(request: web.Request, agent) -> dict:
 
 @routes.post("/agents")
 async def register(request: web.Request) -> web.Response:
-    user_id = await _registering_user(request)
+    user_id, may_replace = await _registering_user(request)
     body = await read_object(request)
     hostname = parse_hostname(string_field(body, "hostname"))
     ip = parse_ip(string_field(body, "ip"))
@@ -123,7 +128,7 @@ async def register(request: web.Request) -> web.Response:
 
     async with request.app[DATABASE].write() as connection:
         agent, token, created = await register_agent(
-            connection, hostname, ip, labels, user_id
+            connection, hostname, ip, labels, user_id, may_replace
         )
 
     request.app[AGENT_AUTH].forget(agent.id)

@@ -2,6 +2,7 @@
 
 import asyncio
 import logging
+import time
 
 from relay.db.engine import Database
 from relay.schedule.clock import Clock
@@ -15,15 +16,32 @@ LOOK_SECONDS = 1.0
 
 
 class Dispatcher:
+    """Who waits for work, and who was lately found to have none.
+
+    An agent found with nothing due is not asked about again for LOOK_SECONDS
+    unless a run is made for it here: a busy fleet polling with short waits
+    then costs one query a second per agent, not one per poll. Runs made by
+    another relay reach it at the next look, as they would a waiting claim.
+    """
+
     def __init__(self, database: Database, clock: Clock) -> None:
         self.database = database
         self.clock = clock
         self._waiting: dict[int, set[asyncio.Event]] = {}
+        self._idle_since: dict[int, float] = {}
 
     def wake(self, agent_ids) -> None:
         for agent_id in agent_ids:
+            self._idle_since.pop(agent_id, None)
             for event in self._waiting.get(agent_id, ()):
                 event.set()
+
+    def mark_idle(self, agent_id: int) -> None:
+        self._idle_since[agent_id] = time.monotonic()
+
+    def known_idle(self, agent_id: int) -> bool:
+        since = self._idle_since.get(agent_id)
+        return since is not None and time.monotonic() - since < LOOK_SECONDS
 
     async def wait(self, agent_id: int, seconds: float) -> None:
         """Return after `seconds`, or sooner when a run may be due for the agent."""

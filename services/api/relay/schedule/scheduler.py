@@ -63,6 +63,7 @@ class Scheduler:
         self._wake = asyncio.Event()
         self._fired_since_prune: set[int] = set()
         self._last_prune: datetime | None = None
+        self._leading_since: datetime | None = None
 
     def wake(self) -> None:
         """Decide again now: a job was made, changed or fired by hand."""
@@ -71,8 +72,11 @@ class Scheduler:
     async def run_forever(self) -> None:
         while True:
             if not await self.leadership.hold():
+                self._leading_since = None
                 await asyncio.sleep(STANDBY_SECONDS)
                 continue
+            if self._leading_since is None:
+                self._leading_since = self.clock.now()
 
             self._wake.clear()
             try:
@@ -187,22 +191,37 @@ class Scheduler:
 
     # Sweeps ----------------------------------------------------------------
 
+    def _agents_had_time(self, now: datetime) -> bool:
+        """Whether agents have had a lease's length to reach this scheduler.
+
+        After an outage of the relay (or of the leader) agents could not renew
+        leases nor heartbeat; taking their runs back at once would declare lost
+        runs that are still running. So a new leader waits that long first.
+        """
+        if self._leading_since is None:
+            return True
+        grace = timedelta(seconds=self.settings.lease_seconds)
+        return now - self._leading_since >= grace
+
     async def _sweep(self, now: datetime, report: TickReport) -> None:
         fleet = await self._fleet(now)
         async with self.database.write() as connection:
-            for run in await run_rows.expired_leases(connection, now):
-                await self._take_back(connection, run, now, "lease expired", report)
-
-            offline = await run_rows.held_by_offline_agents(
-                connection, now - self._offline_after()
-            )
-            for run in offline:
-                if run.status == "pending":
-                    await run_rows.unassign(connection, run)
-                else:
-                    await self._take_back(connection, run, now, "agent offline", report)
-
+            if self._agents_had_time(now):
+                await self._take_back_stale(connection, now, report)
             await self._assign_waiting(connection, now, fleet, report)
+
+    async def _take_back_stale(self, connection, now, report) -> None:
+        for run in await run_rows.expired_leases(connection, now):
+            await self._take_back(connection, run, now, "lease expired", report)
+
+        offline = await run_rows.held_by_offline_agents(
+            connection, now - self._offline_after()
+        )
+        for run in offline:
+            if run.status == "pending":
+                await run_rows.unassign(connection, run)
+            else:
+                await self._take_back(connection, run, now, "agent offline", report)
 
     async def _take_back(self, connection, run, now, reason, report) -> None:
         if not await run_rows.declare_lost(connection, run, now, reason):

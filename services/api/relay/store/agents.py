@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from relay.auth.tokens import agent_token_hash, new_agent_token
 from relay.db.tables import agents
+from relay.errors import Conflict
 
 # An agent unseen for this many heartbeat intervals is offline.
 MISSED_HEARTBEATS_OFFLINE = 3
@@ -59,16 +60,24 @@ async def register_agent(
     ip: str,
     labels: list[str] | None,
     user_id: int | None,
+    may_replace: bool = True,
 ) -> tuple[Agent, str, bool]:
     """Add an agent, or update the one with this hostname; issue a new token.
 
     Returns the agent, its token (shown once) and whether it was created.
+    Without `may_replace`, a known hostname is refused instead of updated.
     """
     token = new_agent_token()
     now = datetime.now(UTC)
     changes = {"ip": ip, "token_hash": agent_token_hash(token), "updated_at": now}
     if labels is not None:
         changes["labels"] = labels
+
+    if not may_replace and await _hostname_known(connection, hostname):
+        raise Conflict(
+            f"Agent {hostname} is registered already; a user token can replace it",
+            code="hostname_taken",
+        )
 
     existing = await _update_by_hostname(connection, hostname, changes)
     if existing is not None:
@@ -94,6 +103,11 @@ async def register_agent(
         existing = await _update_by_hostname(connection, hostname, changes)
         assert existing is not None
         return existing, token, False
+
+
+async def _hostname_known(connection: AsyncConnection, hostname: str) -> bool:
+    statement = select(agents.c.id).where(agents.c.hostname_key == hostname.lower())
+    return await connection.scalar(statement) is not None
 
 
 async def _update_by_hostname(

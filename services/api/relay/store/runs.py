@@ -36,6 +36,7 @@ class Run:
     attempt: int
     first_run_id: int | None
     trigger: str
+    manual: bool
     agent_id: int | None
     status: str
     reason: str | None
@@ -102,7 +103,7 @@ def _insert(connection: AsyncConnection):
     """INSERT that ignores a row whose fire key exists: the key decides races."""
     dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
     return dialect.insert(runs).on_conflict_do_nothing(
-        index_elements=["job_id", "scheduled_for", "slot", "attempt"]
+        index_elements=["job_id", "scheduled_for", "slot", "attempt", "manual"]
     )
 
 
@@ -139,6 +140,7 @@ async def insert_planned(
             scheduled_for=run.scheduled_for,
             slot=run.slot,
             trigger=run.trigger,
+            manual=run.trigger == "manual",
             agent_id=run.agent_id,
             status=run.status,
             reason=run.reason,
@@ -418,6 +420,10 @@ def final_status(outcome: str, exit_code: int | None) -> str:
         return "succeeded" if exit_code == 0 else "failed"
     if outcome in ("timed_out", "cancelled"):
         return outcome
+    # The agent stopped before the command could finish (it was shut down):
+    # lost, like a run whose agent vanished, so the job's retries apply.
+    if outcome == "interrupted":
+        return "lost"
     return "failed"
 
 
@@ -492,6 +498,7 @@ async def retry_if_allowed(
         "attempt": ended.attempt + 1,
         "first_run_id": ended.first_run_id or ended.id,
         "trigger": "retry",
+        "manual": ended.manual,
         "agent_id": agent_id,
         "status": "pending",
         "reason": None,

@@ -70,6 +70,7 @@ def _create_runs() -> None:
         sa.Column("attempt", sa.Integer, nullable=False),
         sa.Column("first_run_id", sa.Integer),
         sa.Column("trigger", sa.String(16), nullable=False),
+        sa.Column("manual", sa.Boolean, nullable=False),
         sa.Column(
             "agent_id",
             sa.Integer,
@@ -94,7 +95,12 @@ def _create_runs() -> None:
         sa.Column("output_kept_bytes", sa.BigInteger, nullable=False),
         sa.Column("output_last_seq", sa.Integer),
         sa.UniqueConstraint(
-            "job_id", "scheduled_for", "slot", "attempt", name="uq_runs_fire"
+            "job_id",
+            "scheduled_for",
+            "slot",
+            "attempt",
+            "manual",
+            name="uq_runs_fire",
         ),
     )
     op.create_index("ix_runs_job_id_id", "runs", ["job_id", "id"])
