@@ -19,6 +19,7 @@ from relay.keys import (
     CLOCK,
     DATABASE,
     DISPATCHER,
+    OUTPUT,
     PASSWORDS,
     SCHEDULER,
     SEEN,
@@ -31,6 +32,7 @@ from relay.schedule.leadership import AdvisoryLockLeader, SoleLeader
 from relay.schedule.scheduler import Scheduler
 from relay.settings import Settings
 from relay.store.heartbeats import SeenBuffer
+from relay.store.output import OutputWriter
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +99,7 @@ async def _scheduling(app: web.Application) -> AsyncIterator[None]:
     database, clock, settings = app[DATABASE], app[CLOCK], app[SETTINGS]
     app[AGENT_AUTH] = AgentAuthenticator(database)
     app[SEEN] = SeenBuffer(database)
+    app[OUTPUT] = OutputWriter(database, settings.output_limit_bytes)
     app[DISPATCHER] = Dispatcher(database, clock)
     leadership = (
         AdvisoryLockLeader(database.engine) if database.is_postgresql else SoleLeader()
@@ -108,6 +111,7 @@ async def _scheduling(app: web.Application) -> AsyncIterator[None]:
     tasks = [
         asyncio.create_task(app[SEEN].flush_forever(), name="heartbeats"),
         asyncio.create_task(app[DISPATCHER].look_forever(), name="dispatch"),
+        asyncio.create_task(app[OUTPUT].write_forever(), name="output"),
     ]
     if settings.scheduler_enabled:
         tasks.append(

@@ -11,6 +11,7 @@ from relay.schedule.dispatch import Dispatcher
 from relay.schedule.scheduler import Scheduler
 from relay.settings import Settings
 from relay.store.heartbeats import SeenBuffer
+from relay.store.output import OutputWriter
 
 SETTINGS = web.AppKey("settings", Settings)
 CLOCK = web.AppKey("clock", Clock)
@@ -19,5 +20,6 @@ PASSWORDS = web.AppKey("passwords", PasswordHasher)
 USER_TOKENS = web.AppKey("user_tokens", UserTokens)
 AGENT_AUTH = web.AppKey("agent_auth", AgentAuthenticator)
 SEEN = web.AppKey("seen", SeenBuffer)
+OUTPUT = web.AppKey("output", OutputWriter)
 DISPATCHER = web.AppKey("dispatcher", Dispatcher)
 SCHEDULER = web.AppKey("scheduler", Scheduler)

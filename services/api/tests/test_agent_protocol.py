@@ -320,3 +320,26 @@ async def test_a_claim_may_wait_a_fractional_number_of_seconds(agent):
     answer = await agent.call("/agent/claim", {"wait": 0.5})
 
     assert answer["runs"] == []
+
+
+async def test_chunks_of_several_runs_arriving_together_are_all_kept_in_order(
+    client, user, agent, job, scheduler, clock
+):
+    await scheduler.tick()
+    allow = {"concurrency": "allow"}
+    await client.patch(f"/jobs/{job['id']}", json=allow, headers=user.headers)
+    for _ in range(3):
+        await client.post(f"/jobs/{job['id']}/run", headers=user.headers)
+        await clock.advance(1)
+    runs = await agent.claim(slots=3)
+
+    async def stream(run):
+        for seq in range(20):
+            body = {"seq": seq, "stream": "stdout", "data": f"{run['run_id']}:{seq}\n"}
+            await agent.report(run, "output", **body)
+
+    await asyncio.gather(*(stream(run) for run in runs))
+
+    for run in runs:
+        shown = await _shown(client, user, run)
+        assert shown["output"] == "".join(f"{run['run_id']}:{n}\n" for n in range(20))

@@ -39,7 +39,9 @@ def _sqlite_engine(url: str) -> AsyncEngine:
     if database and database != ":memory:":
         Path(database).parent.mkdir(parents=True, exist_ok=True)
 
-    engine = create_async_engine(url)
+    # pysqlite opens no transaction for a read, so the rollback a pool does on
+    # every return is a thread hop for nothing; writes end theirs explicitly.
+    engine = create_async_engine(url, pool_reset_on_return=None)
     event.listen(engine.sync_engine, "connect", _set_sqlite_pragmas)
     return engine
 

@@ -6,15 +6,16 @@ it takes the write lock; reports are one or two statements each.
 
 import asyncio
 import logging
+from contextlib import contextmanager
 
 from aiohttp import web
 
 from relay.errors import Conflict, InvalidInput, NotFound
 from relay.http.bodies import integer_field, read_object, string_field
 from relay.http.paging import path_id
-from relay.keys import AGENT_AUTH, CLOCK, DATABASE, DISPATCHER, SEEN, SETTINGS
+from relay.keys import AGENT_AUTH, CLOCK, DATABASE, DISPATCHER, OUTPUT, SEEN, SETTINGS
 from relay.store import runs as run_rows
-from relay.store.output import append_chunk
+from relay.store.output import Chunk
 
 log = logging.getLogger(__name__)
 
@@ -148,9 +149,16 @@ async def _report(request: web.Request, action):
     token = string_field(body, "lease_token")
     now = request.app[CLOCK].now()
 
-    try:
+    with _lease_errors(run_id):
         async with request.app[DATABASE].write() as connection:
             return await action(connection, run_id, agent_id, token, now, body)
+
+
+@contextmanager
+def _lease_errors(run_id: int):
+    """Answer a report refused for its lease with 409, or 404 if not ours."""
+    try:
+        yield
     except run_rows.StaleLease:
         raise Conflict(
             f"Run {run_id} is no longer held with this lease", code="stale_lease"
@@ -191,14 +199,15 @@ async def renew(request: web.Request) -> web.Response:
 
 @routes.post("/agent/runs/{run_id}/output")
 async def output(request: web.Request) -> web.Response:
-    limit = request.app[SETTINGS].output_limit_bytes
+    agent_id = await _agent(request)
+    run_id = _report_run_id(request)
+    body = await read_object(request)
+    token = string_field(body, "lease_token")
+    seq, stream, data = _chunk(body)
 
-    async def action(connection, run_id, agent_id, token, now, body):
-        seq, stream, data = _chunk(body)
-        run = await run_rows.held_run(connection, run_id, agent_id, token)
-        return await append_chunk(connection, run, seq, stream, data, limit)
-
-    stored = await _report(request, action)
+    chunk = Chunk(run_id, agent_id, token, seq, stream, data)
+    with _lease_errors(run_id):
+        stored = await request.app[OUTPUT].append(chunk)
     return web.json_response({"stored": stored})
 
 
