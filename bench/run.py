@@ -141,25 +141,28 @@ def measure(
 
     heartbeat = post_script(folder, "heartbeat", agent, "{}")
     claim = post_script(folder, "claim", agent, '{"wait": 0}')
-    output = post_script(
-        folder,
-        "output",
-        agent,
-        '{"lease_token": "LEASE", "seq": %d, "stream": "stdout", "data": "line\\\\n"}'.replace(
-            "LEASE", run["lease_token"]
-        ),
-        counter=True,
-    )
+    chunk = '{"lease_token": "LEASE", "seq": %d, "stream": "stdout", "data": "x\\\\n"}'
+    chunk = chunk.replace("LEASE", run["lease_token"])
+    output = post_script(folder, "output", agent, chunk, counter=True)
+    report_url = f"{relay}/agent/runs/{run['run_id']}/output"
     return [
-        ("token check: GET /protected", wrk(f"{relay}/protected", None, token),
-         wrk(f"{lean}/protected", None, token)),
-        ("heartbeat: POST /agent/heartbeat", wrk(f"{relay}/agent/heartbeat", heartbeat, None),
-         wrk(f"{lean}/agent/heartbeat", heartbeat, None)),
-        ("claim, nothing due: POST /agent/claim", wrk(f"{relay}/agent/claim", claim, None),
-         None),
-        ("report: POST /agent/runs/{id}/output",
-         wrk(f"{relay}/agent/runs/{run['run_id']}/output", output, None), None),
-    ]  # fmt: skip
+        (
+            "token check: GET /protected",
+            wrk(f"{relay}/protected", None, token),
+            wrk(f"{lean}/protected", None, token),
+        ),
+        (
+            "heartbeat: POST /agent/heartbeat",
+            wrk(f"{relay}/agent/heartbeat", heartbeat, None),
+            wrk(f"{lean}/agent/heartbeat", heartbeat, None),
+        ),
+        (
+            "claim, nothing due: POST /agent/claim",
+            wrk(f"{relay}/agent/claim", claim, None),
+            None,
+        ),
+        ("report: POST /agent/runs/{id}/output", wrk(report_url, output, None), None),
+    ]
 
 
 def held_run(relay: str, token: str, agent: str) -> dict:
