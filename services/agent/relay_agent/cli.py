@@ -127,7 +127,16 @@ def enroll(args: argparse.Namespace) -> int:
             )
         )
     except RelayError as exc:
-        print(f"relay-agent: enrolling failed: {_one_line(str(exc))}", file=sys.stderr)
+        hint = ""
+        if exc.code == "hostname_taken" and args.enroll_token:
+            hint = (
+                " (an enrollment token registers new hostnames only: use --username,"
+                " or --hostname to pick another name)"
+            )
+        print(
+            f"relay-agent: enrolling failed: {_one_line(str(exc))}{hint}",
+            file=sys.stderr,
+        )
         return EXIT_RELAY
 
     data: dict[str, Any] = dict(existing)

@@ -43,8 +43,24 @@ class StaleLease(RelayError):
     """409 stale_lease: the run is no longer ours to report."""
 
 
+class UnknownRun(RelayError):
+    """404 unknown_run: the relay does not know the run for us (its job was deleted)."""
+
+
 class UnknownAgent(RelayError):
     """401: the relay does not know our token (and enrolling again was not possible)."""
+
+
+class HostnameTaken(UnknownAgent):
+    """409 hostname_taken while enrolling with an enrollment token: fatal, like 401.
+
+    An enrollment token registers new hostnames only; taking over a known agent
+    needs a user's token (`relay-agent enroll --username ...`).
+    """
+
+    def __init__(self, hostname: str, message: str = "") -> None:
+        super().__init__(409, "hostname_taken", message)
+        self.hostname = hostname
 
 
 class RelayUnavailable(RelayError):
@@ -173,6 +189,7 @@ class RelayClient:
         self._on_enrolled = on_enrolled
         self._session: aiohttp.ClientSession | None = None
         self._enroll_lock = asyncio.Lock()
+        self._enroll_refused: HostnameTaken | None = None
         self._lost_since: float | None = None
         # Set when the relay answers again, so waiting retries go at once.
         self._restored = asyncio.Event()
@@ -219,12 +236,19 @@ class RelayClient:
         """Register with the configured enrollment token and use the new agent token."""
         if self._enrollment is None:
             raise UnknownAgent(401, "unknown_agent", "no enrollment token configured")
+        if self._enroll_refused is not None:
+            # The relay's answer will not change: do not ask it again and again.
+            refused = self._enroll_refused
+            raise HostnameTaken(refused.hostname, refused.message)
         e = self._enrollment
         try:
             agent = await self.register(e.token, e.hostname, e.ip, e.labels, None)
         except RelayError as exc:
             if exc.status == 401:
                 raise UnknownAgent(401, exc.code, "enrollment token refused") from None
+            if exc.status == 409 and exc.code == "hostname_taken":
+                self._enroll_refused = HostnameTaken(e.hostname, exc.message)
+                raise self._enroll_refused from None
             raise
         self._token = agent["token"]
         log.info("enrolled as agent id=%s hostname=%s", agent["id"], e.hostname)
@@ -238,9 +262,10 @@ class RelayClient:
         answer = await self._agent_call("/agent/heartbeat", {"running": running})
         return _directives(answer)
 
-    async def claim(self, slots: int, wait: int) -> ClaimAnswer:
-        # Both whole numbers: the relay refuses 25.0 where it expects 25.
-        body = {"slots": int(slots), "wait": int(wait)}
+    async def claim(self, slots: int, wait: float) -> ClaimAnswer:
+        # `wait` is a number of seconds; a whole one goes as an integer (25, not 25.0).
+        seconds = int(wait) if float(wait).is_integer() else float(wait)
+        body = {"slots": int(slots), "wait": seconds}
         answer = await self._agent_call("/agent/claim", body, limit=wait + CLAIM_MARGIN)
         runs, rejected = [], []
         for item in answer.get("runs") or []:
@@ -304,7 +329,8 @@ class RelayClient:
         async with self._enroll_lock:
             if self._token != refused:
                 return
-            log.warning("%s; enrolling with the enrollment token", why)
+            if self._enroll_refused is None:
+                log.warning("%s; enrolling with the enrollment token", why)
             await self.enroll()
 
     async def _call(
@@ -398,6 +424,8 @@ def _error(status: int, answer: dict[str, Any] | None) -> RelayError:
     message = str(answer.get("message") or "")
     if status == 409 and code == "stale_lease":
         return StaleLease(status, code, message)
+    if status == 404 and code == "unknown_run":
+        return UnknownRun(status, code, message)
     return RelayError(status, code, message)
 
 

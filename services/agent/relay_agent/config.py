@@ -18,6 +18,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 MIB = 1024 * 1024
+# The most the protocol lets a claim ask the relay to wait, in seconds.
+MAX_CLAIM_WAIT = 120.0
 
 # The variables that hold secrets: they are never passed on to the jobs.
 SECRET_ENV = ("RELAY_AGENT_TOKEN", "RELAY_ENROLL_TOKEN", "RELAY_PASSWORD")
@@ -52,7 +54,7 @@ class AgentConfig:
     shutdown_grace: float = 30.0
     report_grace: float = 10.0
     max_output_bytes: int = 10 * MIB
-    claim_wait: int = 25
+    claim_wait: float = 25.0
     retry_base: float = 0.5
     retry_max: float = 30.0
     allow: AllowList | None = None
@@ -240,10 +242,13 @@ def _build(settings: Mapping[str, Any], source: Path | None) -> AgentConfig:
     config.report_grace = _seconds(
         settings, "report_grace_seconds", config.report_grace
     )
-    # Whole seconds: the relay takes `wait` as an integer.
-    config.claim_wait = _integer(
-        settings, "claim_wait_seconds", 0, 30, config.claim_wait
-    )
+    # The relay holds a claim at most its CLAIM_WAIT_MAX, whatever we ask.
+    config.claim_wait = _seconds(settings, "claim_wait_seconds", config.claim_wait)
+    if config.claim_wait > MAX_CLAIM_WAIT:
+        raise ConfigError(
+            f"claim_wait_seconds must be at most {MAX_CLAIM_WAIT:g}, "
+            f"not {config.claim_wait:g}"
+        )
     config.retry_base = _seconds(settings, "retry_base_seconds", config.retry_base)
     config.retry_max = _seconds(settings, "retry_max_seconds", config.retry_max)
     if config.retry_base <= 0 or config.retry_max < config.retry_base:

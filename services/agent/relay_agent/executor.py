@@ -31,8 +31,13 @@ PIPE_WAIT_SECONDS = 2.0
 
 TIMED_OUT = "timed_out"
 CANCELLED = "cancelled"
+# Why a command is stopped: the agent shuts down (reported as INTERRUPTED, so the
+# relay records the run lost and the job's retries apply), or the run is no longer
+# ours (nothing is reported).
 SHUTDOWN = "shutdown"
 DROPPED = "dropped"
+INTERRUPTED = "interrupted"
+SHUTDOWN_ERROR = "the agent is shutting down"
 
 _PR_SET_CHILD_SUBREAPER = 36
 _subreaper_done = False
@@ -267,8 +272,8 @@ class Execution:
         self, reason: str | None, code: int | None, duration: float
     ) -> ExecResult:
         if reason == SHUTDOWN:
-            error = self._stop_error or "stopped: the agent is shutting down"
-            return ExecResult(CANCELLED, error=error, duration=duration)
+            error = self._stop_error or SHUTDOWN_ERROR
+            return ExecResult(INTERRUPTED, error=error, duration=duration)
         if reason is not None:
             return ExecResult(reason, error=self._stop_error, duration=duration)
         if code is not None and code < 0:

@@ -21,10 +21,12 @@ from relay_agent.client import (
     BadAssignment,
     Directives,
     Enrollment,
+    HostnameTaken,
     RelayClient,
     RelayError,
     StaleLease,
     UnknownAgent,
+    UnknownRun,
 )
 from relay_agent.config import (
     SECRET_ENV,
@@ -36,8 +38,10 @@ from relay_agent.config import (
 from relay_agent.executor import (
     CANCELLED,
     DROPPED,
+    INTERRUPTED,
     KILL_WAIT_SECONDS,
     SHUTDOWN,
+    SHUTDOWN_ERROR,
     ExecResult,
     Execution,
 )
@@ -61,7 +65,8 @@ class RunState:
     execution: Execution | None = None
     # A stop asked for before the command was started.
     pending_stop: str | None = None
-    stale: bool = False
+    # Why the run is no longer ours to report (stale lease, unknown run), if it is not.
+    dropped: str | None = None
     command_done: asyncio.Event = field(default_factory=asyncio.Event)
     lease_task: asyncio.Task[None] | None = None
 
@@ -152,7 +157,15 @@ class Agent:
         if self._fatal is not None:
             return
         self._fatal = exc
-        if isinstance(exc, UnknownAgent):
+        if isinstance(exc, HostnameTaken):
+            log.error(
+                "the relay refused to enroll this agent: hostname %s is registered "
+                "already (409 hostname_taken) and an enrollment token registers new "
+                "hostnames only: run `relay-agent enroll --username ...` on this "
+                "machine, or give it another hostname",
+                exc.hostname,
+            )
+        elif isinstance(exc, UnknownAgent):
             log.error(
                 "the relay refused this agent's token (%s) and it cannot enroll again "
                 "by itself: run `relay-agent enroll` or set RELAY_ENROLL_TOKEN",
@@ -337,6 +350,8 @@ class Agent:
         )
         try:
             outcome = await self._execute(state)
+            # The command (if any) is over: the slot is free while we report.
+            self._command_over(state)
             if outcome is not None:
                 result, chunks = outcome
                 record = SpoolRecord(
@@ -361,31 +376,37 @@ class Agent:
         why = policy.refusal(self.config.allow, a.command, workdir, a.env)
         if why is not None:
             log.warning("refused run=%s job=%s: %s", a.run_id, a.job_id, why)
-            self._command_over(state)
             return ExecResult("refused", error=why), []
 
-        if self._stopping.is_set():
-            log.info("not starting run=%s: the agent is stopping", a.run_id)
+        # A run stopped before it began is finished without a start report.
+        if not self._must_not_start(state) and not await self._report_start(state):
             return None
-        if not await self._report_start(state):
+        if state.dropped is not None:
             return None
         if state.pending_stop == CANCELLED:
             log.info("run=%s cancelled before it started", a.run_id)
             return ExecResult(CANCELLED), []
-        if state.pending_stop is not None or self._stopping.is_set():
-            # Never started: reporting nothing lets its lease lapse, and the relay
-            # hands it on instead of calling it cancelled.
-            log.info("not starting run=%s: the agent is stopping", a.run_id)
-            return None
+        if self._must_not_start(state):
+            # Given back at once, rather than left for its lease to lapse: the relay
+            # records it lost and the job's retries hand it on.
+            log.info("giving back run=%s: the agent is shutting down", a.run_id)
+            return ExecResult(INTERRUPTED, error=SHUTDOWN_ERROR), []
 
         return await self._run_command(state, workdir)
+
+    def _must_not_start(self, state: RunState) -> bool:
+        return (
+            state.dropped is not None
+            or state.pending_stop is not None
+            or self._stopping.is_set()
+        )
 
     async def _report_start(self, state: RunState) -> bool:
         a = state.assignment
         try:
             await self.client.start(a.run_id, a.lease_token)
-        except StaleLease:
-            log.warning("run=%s: lease already stale at start; dropping it", a.run_id)
+        except (StaleLease, UnknownRun) as exc:
+            self._drop(state, exc)
             return False
         except UnknownAgent:
             raise
@@ -439,8 +460,8 @@ class Agent:
             log.info(
                 "run=%s: %d bytes of output dropped", a.run_id, streamer.dropped_bytes
             )
-        if state.stale:
-            log.info("run=%s: result dropped (stale lease)", a.run_id)
+        if state.dropped is not None:
+            log.info("run=%s: result dropped (%s)", a.run_id, state.dropped)
             return None
         return result, chunks
 
@@ -457,8 +478,8 @@ class Agent:
             await asyncio.sleep(interval)
             try:
                 cancel = await self.client.renew_lease(a.run_id, a.lease_token)
-            except StaleLease:
-                self._drop(state)
+            except (StaleLease, UnknownRun) as exc:
+                self._drop(state, exc)
                 return
             except UnknownAgent as exc:
                 self._fail(exc)
@@ -470,14 +491,15 @@ class Agent:
                 log.info("cancel requested for run=%s", a.run_id)
                 self._stop_run(state, CANCELLED)
 
-    def _drop(self, state: RunState) -> None:
-        if state.stale:
+    def _drop(self, state: RunState, exc: StaleLease | UnknownRun) -> None:
+        """The run is no longer ours: stop its command, and report nothing more."""
+        if state.dropped is not None:
             return
-        state.stale = True
+        state.dropped = _drop_reason(exc)
         log.warning(
-            "run=%s: stale lease (the run is no longer ours): "
-            "stopping it and dropping its result",
+            "run=%s: %s: stopping it and dropping its result",
             state.assignment.run_id,
+            state.dropped,
         )
         self._stop_run(state, DROPPED)
 
@@ -487,8 +509,8 @@ class Agent:
             await self.client.send_output(
                 a.run_id, a.lease_token, chunk.seq, chunk.stream, chunk.data
             )
-        except StaleLease:
-            self._drop(state)
+        except (StaleLease, UnknownRun) as exc:
+            self._drop(state, exc)
             raise
         except UnknownAgent as exc:
             self._fail(exc)
@@ -522,8 +544,10 @@ class Agent:
             status = await self.client.finish(
                 record.run_id, record.lease_token, record.finish
             )
-        except StaleLease:
-            log.warning("run=%s: stale lease; its result is dropped", record.run_id)
+        except (StaleLease, UnknownRun) as exc:
+            log.warning(
+                "run=%s: %s: its result is dropped", record.run_id, _drop_reason(exc)
+            )
             self.spool.remove(path)
             return
         except UnknownAgent:
@@ -544,7 +568,7 @@ class Agent:
             await self.client.send_output(
                 record.run_id, record.lease_token, chunk.seq, chunk.stream, chunk.data
             )
-        except (StaleLease, UnknownAgent):
+        except (StaleLease, UnknownRun, UnknownAgent):
             raise
         except RelayError as exc:
             log.warning(
@@ -569,3 +593,9 @@ class Agent:
             log.warning("could not save the new agent token in %s: %s", path, exc)
             return
         log.info("new agent token saved in %s", path)
+
+
+def _drop_reason(exc: StaleLease | UnknownRun) -> str:
+    if isinstance(exc, UnknownRun):
+        return "the relay does not know this run (404 unknown_run)"
+    return "stale lease (409 stale_lease: the run is no longer ours)"

@@ -22,7 +22,15 @@ from aiohttp import web
 from relay_agent.config import AgentConfig
 from relay_agent.worker import Agent
 
-OUTCOMES = {"exited", "signaled", "timed_out", "cancelled", "refused", "error"}
+OUTCOMES = {
+    "exited",
+    "signaled",
+    "timed_out",
+    "cancelled",
+    "refused",
+    "error",
+    "interrupted",
+}
 MAX_CHUNK = 64 * 1024
 
 
@@ -36,11 +44,14 @@ class FakeRun:
     lease_token: str | None = None
     agent_id: int | None = None
     stale: bool = False
+    # The relay no longer knows the run (its job was deleted): 404 unknown_run.
+    forgotten: bool = False
     starts: int = 0
     leases: int = 0
     outputs: dict[int, tuple[str, str]] = field(default_factory=dict)
-    # The reports answered 409 stale_lease, by kind.
+    # The reports answered 409 stale_lease, and 404 unknown_run, by kind.
     stale_answers: list[str] = field(default_factory=list)
+    unknown_answers: list[str] = field(default_factory=list)
     output_posts: int = 0
     finish_attempts: int = 0
     finishes: list[dict[str, Any]] = field(default_factory=list)
@@ -84,6 +95,10 @@ class FakeRelay:
         self.claims: list[dict[str, Any]] = []
         # How many more calls of a kind ("finish", "output", ...) get a 503.
         self.unavailable: dict[str, int] = {}
+        # Reports of a kind answered with this (status, code) for good.
+        self.refuse: dict[str, tuple[int, str]] = {}
+        # Called (and awaited) when a report of a kind arrives, before it is handled.
+        self.on_report: dict[str, Callable[[FakeRun], Awaitable[None]]] = {}
         # Requests the protocol says are wrong: a test that sees one fails.
         self.errors: list[str] = []
         self.port = 0
@@ -185,6 +200,13 @@ class FakeRelay:
             return self._error(400, "bad_request", "hostname and labels")
 
         known = [a for a in self.agents.values() if a["hostname"] == hostname]
+        if known and auth in self.enroll_tokens:
+            self.registrations.append({"auth": auth, **body, "refused": True})
+            return self._error(
+                409,
+                "hostname_taken",
+                f"Agent {hostname} is registered already; a user token can replace it",
+            )
         agent = known[0] if known else {"id": next(self._ids)}
         token = f"agt_{secrets.token_hex(8)}"
         agent.update(hostname=hostname, ip=body.get("ip"), labels=body["labels"])
@@ -222,8 +244,11 @@ class FakeRelay:
             return self._error(401, "unknown_agent", "enroll again")
         body = await request.json()
         slots, wait = body.get("slots", 1), body.get("wait", 25)
-        if not all(isinstance(v, int) for v in (slots, wait)) or not (
-            1 <= slots <= 100 and 0 <= wait <= 30
+        numbers = isinstance(slots, int) and isinstance(wait, int | float)
+        if (
+            not numbers
+            or isinstance(wait, bool)
+            or not (1 <= slots <= 100 and 0 <= wait <= 120)
         ):
             self.errors.append(f"bad claim {body}")
             return self._error(400, "bad_request", "slots or wait out of range")
@@ -266,8 +291,15 @@ class FakeRelay:
             return self._error(401, "unknown_agent", "enroll again")
         run = self.runs.get(int(request.match_info["run_id"]))
         kind = request.match_info["kind"]
-        if run is None or kind not in ("start", "lease", "output", "finish"):
+        if kind not in ("start", "lease", "output", "finish"):
             return self._error(404, "not_found")
+        if run is not None and kind in self.on_report:
+            await self.on_report[kind](run)
+        elsewhere = run is not None and run.agent_id not in (None, agent["id"])
+        if run is None or elsewhere or run.forgotten:
+            if run is not None:
+                run.unknown_answers.append(kind)
+            return self._error(404, "unknown_run", "no such run for this agent")
         body = await request.json()
         if kind == "finish":
             run.finish_attempts += 1
@@ -277,6 +309,9 @@ class FakeRelay:
         if self.unavailable.get(kind, 0) > 0:
             self.unavailable[kind] -= 1
             return self._error(503, "unavailable", "try again later")
+        if kind in self.refuse:
+            status, code = self.refuse[kind]
+            return self._error(status, code, "refused for good")
         if run.stale or body.get("lease_token") != run.lease_token:
             run.stale_answers.append(kind)
             return self._error(409, "stale_lease", "lease is no longer current")
@@ -348,6 +383,8 @@ def _status(report: dict[str, Any]) -> str:
         return "succeeded" if report["exit_code"] == 0 else "failed"
     if outcome in ("timed_out", "cancelled"):
         return outcome
+    if outcome == "interrupted":
+        return "lost"
     return "failed"
 
 

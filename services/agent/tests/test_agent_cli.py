@@ -72,8 +72,9 @@ async def test_enroll_with_an_enroll_token_keeps_other_settings(
     relay: FakeRelay, tmp_path
 ):
     path = tmp_path / "agent.json"
-    path.write_text(json.dumps({"server": "http://old", "concurrency": 2}))
-    relay.add_agent("db-1", token="agt_old")
+    path.write_text(
+        json.dumps({"server": "http://old", "concurrency": 2, "token": "agt_old"})
+    )
 
     code, _, err = await enroll(
         "--server",
@@ -93,8 +94,39 @@ async def test_enroll_with_an_enroll_token_keeps_other_settings(
     assert saved["server"] == relay.url
     assert saved["enroll_token"] == "enr_good"
     assert saved["token"] != "agt_old"
-    assert relay.registrations[0]["new"] is False
+    assert relay.registrations[0]["new"] is True
     assert saved["labels"] == []
+
+
+async def test_enroll_token_for_a_known_hostname_exits_1_and_keeps_the_config(
+    relay: FakeRelay, tmp_path
+):
+    # An enrollment token registers new hostnames only (409 hostname_taken).
+    relay.add_agent("db-1", token="agt_old")
+    path = tmp_path / "agent.json"
+    before = json.dumps({"server": relay.url, "token": "agt_old"})
+    path.write_text(before)
+
+    code, out, err = await enroll(
+        "--server",
+        relay.url,
+        "--enroll-token",
+        "enr_good",
+        "--hostname",
+        "db-1",
+        "--config",
+        str(path),
+    )
+
+    assert code == 1
+    assert out == ""
+    [line] = err.splitlines()
+    assert line.startswith("relay-agent: enrolling failed: HTTP 409 hostname_taken: ")
+    assert "Agent db-1 is registered already" in line
+    assert "use --username" in line
+    assert path.read_text() == before
+    [agent] = [a for a in relay.agents.values() if a["hostname"] == "db-1"]
+    assert agent["token"] == "agt_old"
 
 
 async def test_enroll_with_a_wrong_password_exits_1_and_writes_nothing(

@@ -17,6 +17,7 @@ from relay_agent.client import (
     RelayUnavailable,
     StaleLease,
     UnknownAgent,
+    UnknownRun,
 )
 
 
@@ -38,14 +39,29 @@ async def test_errors_map_to_their_exceptions(relay: FakeRelay):
     async with RelayClient(relay.url, relay.add_agent()) as client:
         with pytest.raises(StaleLease):
             await client.start(run.run_id, "lt_old")
-        with pytest.raises(RelayError) as error:
+        with pytest.raises(UnknownRun) as error:
             await client.start(999, "lt_x")
-        assert (error.value.status, error.value.code) == (404, "not_found")
+        assert (error.value.status, error.value.code) == (404, "unknown_run")
+        relay.refuse["start"] = (400, "bad_request")
+        with pytest.raises(RelayError) as error:
+            await client.start(run.run_id, "lt_current")
+        assert type(error.value) is RelayError
+        assert (error.value.status, error.value.code) == (400, "bad_request")
+        del relay.refuse["start"]
         await client.start(run.run_id, "lt_current")
 
     async with RelayClient(relay.url, "agt_unknown") as client:
         with pytest.raises(UnknownAgent):
             await client.heartbeat([])
+
+
+async def test_claim_sends_wait_as_a_number(relay: FakeRelay):
+    async with RelayClient(relay.url, relay.add_agent()) as client:
+        await client.claim(1, 0.25)
+        await client.claim(2, 1.0)
+
+    assert [(c["slots"], c["wait"]) for c in relay.claims] == [(1, 0.25), (2, 1)]
+    assert type(relay.claims[1]["wait"]) is int
 
 
 async def test_limited_attempts_give_up_on_a_relay_that_is_not_there(relay: FakeRelay):

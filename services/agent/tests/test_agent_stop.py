@@ -11,6 +11,8 @@ import time
 import pytest
 from agent_fakes import FakeRelay, agent_command, clean_env, config_file_data
 
+from relay_agent.client import Assignment
+
 # The shell and its child both ignore SIGTERM: only SIGKILL of the group ends them.
 STUBBORN = 'echo $$; trap "" TERM; sleep 300 & wait'
 
@@ -172,11 +174,12 @@ async def test_sigterm_stops_a_command_that_outlives_the_grace(
 
     assert code == 0
     assert run.finish == {
-        "outcome": "cancelled",
+        "outcome": "interrupted",
         "exit_code": None,
         "signal": None,
-        "error": "stopped: the agent is shutting down",
+        "error": "the agent is shutting down",
     }
+    assert run.status == "lost"  # the relay's retries apply to it
     assert not group_alive(pgid)
     # shutdown grace 0.5 s, then SIGTERM grace 0.5 s, then SIGKILL.
     assert 1.0 <= time.monotonic() - started < 5
@@ -199,7 +202,8 @@ async def test_a_second_stop_request_skips_the_graces(
     assert code == 0
     assert time.monotonic() - started < 3
     assert not group_alive(pgid)
-    assert run.finish["outcome"] == "cancelled"
+    assert run.finish["outcome"] == "interrupted"
+    assert run.finish["error"] == "the agent is shutting down"
 
 
 async def test_stale_lease_on_an_output_report_drops_the_run_too(
@@ -217,3 +221,94 @@ async def test_stale_lease_on_an_output_report_drops_the_run_too(
     assert run.stale_answers[0] == "output"
     assert run.finishes == [] and run.finish_attempts == 0
     assert [r.levelname for r in caplog.records if r.levelname == "ERROR"] == []
+
+
+async def test_a_run_whose_start_is_answered_after_sigterm_is_given_back(
+    relay: FakeRelay, start_agent, tmp_path
+):
+    run = relay.add_run("echo must not run > ran.txt")
+    asked = asyncio.Event()
+
+    async def stop_meanwhile(_run) -> None:
+        running.agent.request_stop()
+        asked.set()
+
+    relay.on_report["start"] = stop_meanwhile
+    running = await start_agent()
+    await asyncio.wait_for(asked.wait(), 10)
+    code = await asyncio.wait_for(running.task, 10)
+
+    assert code == 0
+    assert run.starts == 1
+    assert run.finish == {
+        "outcome": "interrupted",
+        "exit_code": None,
+        "signal": None,
+        "error": "the agent is shutting down",
+    }
+    assert run.status == "lost"
+    assert run.outputs == {}
+    assert not (tmp_path / "work" / "ran.txt").exists()
+
+
+async def test_a_run_claimed_during_shutdown_is_finished_without_a_start(
+    relay: FakeRelay, make_config, start_agent, tmp_path
+):
+    # The claim answer and the stop request cross: the run is handed back at once
+    # (finish straight after the claim), not left for its lease to lapse.
+    running = await start_agent(make_config(claim_wait=0.2))
+    await relay.wait_until(lambda: relay.claims, what="a first claim")
+    run = relay.add_run("echo must not run > ran.txt")
+    relay.queue.clear()
+    run.lease_token, run.agent_id = "lt_late", relay.claims[0]["agent"]
+    assignment = Assignment.from_json(relay._assignment(run))
+
+    running.agent.request_stop()
+    running.agent._launch(assignment)
+    code = await running.stop()
+
+    assert code == 0
+    assert run.starts == 0
+    assert run.finish == {
+        "outcome": "interrupted",
+        "exit_code": None,
+        "signal": None,
+        "error": "the agent is shutting down",
+    }
+    assert not (tmp_path / "work" / "ran.txt").exists()
+    assert list((tmp_path / "state" / "spool").glob("run-*")) == []
+
+
+async def test_sigterm_gives_back_a_run_whose_start_was_in_flight(
+    relay: FakeRelay, make_config, tmp_path
+):
+    # Two runs in one claim answer; the relay holds the second one's start report
+    # until the agent has been told to stop.
+    first = relay.add_run("echo $$; sleep 300")
+    second = relay.add_run("echo must not run > ran2.txt")
+    asked, stopped = asyncio.Event(), asyncio.Event()
+
+    async def hold_second(run) -> None:
+        if run is second:
+            asked.set()
+            await stopped.wait()
+
+    relay.on_report["start"] = hold_second
+    proc = await start_process(
+        make_config(concurrency=2, shutdown_grace=0.3, kill_grace=0.3), tmp_path
+    )
+    pgid = await pgid_of(relay, first)
+    await asyncio.wait_for(asked.wait(), 10)
+    proc.send_signal(signal.SIGTERM)
+    log_file = tmp_path / "agent.log"
+    await relay.wait_until(lambda: "stop requested" in log_file.read_text(), what="log")
+    stopped.set()
+    code = await asyncio.wait_for(proc.wait(), 10)
+
+    assert code == 0
+    assert not group_alive(pgid)
+    for run in (first, second):
+        assert run.finish["outcome"] == "interrupted"
+        assert run.status == "lost"
+    assert second.outputs == {}
+    assert not (tmp_path / "work" / "ran2.txt").exists()
