@@ -28,13 +28,19 @@ class Fleet:
         self.agents = {agent.id: agent for agent in agents}
         self.load = {agent_id: load.get(agent_id, 0) for agent_id in self.agents}
         self.turns = turns or Turns()
+        self._matching: dict[frozenset[str], list[FleetAgent]] = {}
 
     def is_online(self, agent_id: int) -> bool:
         return agent_id in self.agents
 
     def matching(self, labels: Iterable[str]) -> list[FleetAgent]:
+        # Thousands of fires in a tick ask about a few label sets: keep answers.
         wanted = frozenset(labels)
-        return [agent for agent in self.agents.values() if wanted <= agent.labels]
+        found = self._matching.get(wanted)
+        if found is None:
+            found = [agent for agent in self.agents.values() if wanted <= agent.labels]
+            self._matching[wanted] = found
+        return found
 
     def choose(self, labels: Iterable[str], avoid: int | None = None) -> int | None:
         """The agent to give one run to, preferring any but `avoid`."""

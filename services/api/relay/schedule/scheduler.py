@@ -61,7 +61,7 @@ class Scheduler:
         self.leadership = leadership or SoleLeader()
         self.turns = Turns()
         self._wake = asyncio.Event()
-        self._fired_since_prune: set[int] = set()
+        self._runs_since_prune: dict[int, int] = {}
         self._last_prune: datetime | None = None
         self._leading_since: datetime | None = None
 
@@ -117,42 +117,48 @@ class Scheduler:
 
             fleet = await self._fleet(now)
             async with self.database.write() as connection:
-                active = await run_rows.active_runs_by_job(
-                    connection, [j.id for j in due]
-                )
-                for job in due:
-                    await self._fire_job(connection, job, now, active, fleet, report)
+                await self._fire_batch(connection, due, now, fleet, report)
             if len(due) < DUE_BATCH:
                 return
 
-    async def _fire_job(self, connection, job, now, active, fleet, report) -> None:
-        try:
-            fire_times, next_at = _fires_until(job, now)
-        except ValueError as exc:
-            # A zone can leave tzdata; the job stops rather than firing wrongly.
-            log.error("job %s cannot be scheduled: %s", job.id, exc)
-            await job_rows.advance_job(connection, job.id, job.next_fire_at, None)
-            return
+    async def _fire_batch(self, connection, due, now, fleet, report) -> None:
+        """Decide a batch of due jobs in a handful of statements, not per job."""
+        moves, fires = {}, {}
+        for job in due:
+            try:
+                fires[job.id], moves[job.id] = _fires_until(job, now)
+            except ValueError as exc:
+                # A zone can leave tzdata; the job stops rather than fire wrongly.
+                log.error("job %s cannot be scheduled: %s", job.id, exc)
+                moves[job.id] = None
 
-        if not await job_rows.advance_job(
-            connection, job.id, job.next_fire_at, next_at
-        ):
-            return
-
-        plan = plan_fires(job, fire_times, now, active.get(job.id, []), fleet)
-        created = await run_rows.insert_planned(connection, job, plan.runs, now)
-        await run_rows.request_cancel(
-            connection, plan.cancel_run_ids, now, CANCEL_REPLACED
+        won = await job_rows.advance_jobs(
+            connection, [(job.id, job.next_fire_at, moves[job.id]) for job in due]
         )
+        fired = [job for job in due if job.id in won and job.id in fires]
+        active = await run_rows.active_runs_by_job(connection, [j.id for j in fired])
 
-        self._fired_since_prune.add(job.id)
-        report.fired_jobs += 1
+        planned, cancels = [], []
+        for job in fired:
+            plan = plan_fires(job, fires[job.id], now, active.get(job.id, []), fleet)
+            planned += [(job, run) for run in plan.runs]
+            cancels += plan.cancel_run_ids
+
+        created = await run_rows.insert_fires(connection, planned, now)
+        await run_rows.request_cancel(connection, cancels, now, CANCEL_REPLACED)
+        self._record(fired, created, report)
+
+    def _record(self, fired, created, report: TickReport) -> None:
+        for run in created:
+            counted = self._runs_since_prune.get(run.job_id, 0)
+            self._runs_since_prune[run.job_id] = counted + 1
+        report.fired_jobs += len(fired)
         report.runs_created += len(created)
         report.woken_agents.update(run.agent_id for run in created if run.agent_id)
         for run in created:
             log.info(
                 "job %s fired for %s: run %s %s on agent %s",
-                job.id,
+                run.job_id,
                 run.scheduled_for.isoformat(),
                 run.id,
                 run.status,
@@ -165,7 +171,8 @@ class Scheduler:
         async with self.database.write() as connection:
             active = await run_rows.active_runs_by_job(connection, [job.id])
             plan = plan_fires(job, [now], now, active.get(job.id, []), fleet, "manual")
-            created = await run_rows.insert_planned(connection, job, plan.runs, now)
+            planned = [(job, run) for run in plan.runs]
+            created = await run_rows.insert_planned(connection, planned, now)
             await run_rows.request_cancel(
                 connection, plan.cancel_run_ids, now, CANCEL_REPLACED
             )
@@ -259,7 +266,7 @@ class Scheduler:
             return
 
         self._last_prune = now
-        job_ids, self._fired_since_prune = self._fired_since_prune, set()
+        job_ids = self._jobs_to_prune()
         async with self.database.write() as connection:
             pruned = await prune_runs(
                 connection,
@@ -269,6 +276,22 @@ class Scheduler:
             )
         if pruned:
             log.info("pruned %s old runs", pruned)
+
+    def _jobs_to_prune(self) -> set[int]:
+        """Jobs that made a tenth of their run allowance since last pruned.
+
+        Looking at every job that fired would cost a query per job per minute;
+        a job can only pass its allowance by making runs, so it is looked at
+        after a tenth of it. Counts are kept in memory: after a restart the
+        age limit still prunes while the counts build up again.
+        """
+        step = max(1, self.settings.run_retention_per_job // 10)
+        due = {
+            job_id for job_id, made in self._runs_since_prune.items() if made >= step
+        }
+        for job_id in due:
+            del self._runs_since_prune[job_id]
+        return due
 
 
 def _choose(fleet: Fleet, target: dict, run) -> int | None:
@@ -297,4 +320,9 @@ def _fires_until(job, now: datetime) -> tuple[list[datetime], datetime]:
     while moment <= now and len(fire_times) < MAX_FIRES_ENUMERATED:
         fire_times.append(moment)
         moment = next_fire(schedule, zone, moment)
+
+    # Fires follow one another, so the first one after the last due fire is
+    # the first after now, unless the enumeration stopped at its limit.
+    if moment > now:
+        return fire_times, moment
     return fire_times, next_fire(schedule, zone, now)

@@ -3,11 +3,12 @@
 from dataclasses import dataclass, fields
 from datetime import datetime
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import Integer, column, delete, insert, select, update, values
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from relay.db.tables import jobs
+from relay.db.types import UTCDateTime
 from relay.errors import Conflict
 
 
@@ -213,6 +214,48 @@ async def advance_job(
         .values(next_fire_at=next_fire_at)
     )
     return result.rowcount == 1
+
+
+async def advance_jobs(
+    connection: AsyncConnection,
+    moves: list[tuple[int, datetime, datetime | None]],
+) -> set[int]:
+    """Move many jobs' next fires on at once; return the ids this call moved.
+
+    Each move is (job id, the next fire seen, the new next fire). A job whose
+    next fire is no longer the one seen was moved by another scheduler, and is
+    left out: that is the compare-and-set of advance_job, for a whole batch.
+    """
+    # A job stopped for good (no next fire) is rare: moved on its own, so the
+    # batch's VALUES never holds a column of NULLs only, which PostgreSQL
+    # cannot type.
+    moved = {
+        job_id
+        for job_id, expected, next_at in moves
+        if next_at is None and await advance_job(connection, job_id, expected, None)
+    }
+    moves = [move for move in moves if move[2] is not None]
+    if not moves:
+        return moved
+
+    # A CTE, not FROM (VALUES ...) AS: SQLite cannot name a VALUES' columns.
+    seen = (
+        values(
+            column("job_id", Integer),
+            column("expected", UTCDateTime),
+            column("next_at", UTCDateTime),
+            name="moves",
+        )
+        .data(moves)
+        .cte("moves")
+    )
+    statement = (
+        update(jobs)
+        .where(jobs.c.id == seen.c.job_id, jobs.c.next_fire_at == seen.c.expected)
+        .values(next_fire_at=seen.c.next_at)
+        .returning(jobs.c.id)
+    )
+    return moved | set((await connection.execute(statement)).scalars().all())
 
 
 def _iso(moment: datetime | None) -> str | None:

@@ -128,31 +128,53 @@ def _new_row(job: Job, now: datetime, **values) -> dict:
 
 
 async def insert_planned(
-    connection: AsyncConnection, job: Job, planned: list[PlannedRun], now: datetime
+    connection: AsyncConnection, planned: list[tuple[Job, PlannedRun]], now: datetime
 ) -> list[Run]:
-    """Insert a fire's runs; those another scheduler made already are left out."""
-    created = []
-    for run in planned:
-        finished = now if run.status != "pending" else None
-        row = _new_row(
-            job,
-            now,
-            scheduled_for=run.scheduled_for,
-            slot=run.slot,
-            trigger=run.trigger,
-            manual=run.trigger == "manual",
-            agent_id=run.agent_id,
-            status=run.status,
-            reason=run.reason,
-            finished_at=finished,
-        )
-        result = await connection.execute(
-            _insert(connection).values(row).returning(*RUN_COLUMNS)
-        )
-        inserted = result.one_or_none()
-        if inserted is not None:
-            created.append(Run(*inserted))
-    return created
+    """Insert fires' runs in one statement; those made already are left out."""
+    if not planned:
+        return []
+
+    rows = [_planned_row(job, run, now) for job, run in planned]
+    statement = _insert(connection).returning(
+        *RUN_COLUMNS, sort_by_parameter_order=True
+    )
+    result = await connection.execute(statement, rows)
+    return [Run(*row) for row in result]
+
+
+async def insert_fires(
+    connection: AsyncConnection, planned: list[tuple[Job, PlannedRun]], now: datetime
+) -> list[Run]:
+    """insert_planned for a scheduler's batch: one executemany, then one read.
+
+    RETURNING would make SQLite run the INSERT once per row; a batch of fires
+    is hundreds of rows, so the runs made are read back in a single query.
+    """
+    if not planned:
+        return []
+
+    rows = [_planned_row(job, run, now) for job, run in planned]
+    await connection.execute(_insert(connection), rows)
+    job_ids = sorted({job.id for job, _ in planned})
+    made = select(*RUN_COLUMNS).where(
+        runs.c.job_id.in_(job_ids), runs.c.created_at == now
+    )
+    return [Run(*row) for row in await connection.execute(made)]
+
+
+def _planned_row(job: Job, run: PlannedRun, now: datetime) -> dict:
+    return _new_row(
+        job,
+        now,
+        scheduled_for=run.scheduled_for,
+        slot=run.slot,
+        trigger=run.trigger,
+        manual=run.trigger == "manual",
+        agent_id=run.agent_id,
+        status=run.status,
+        reason=run.reason,
+        finished_at=now if run.status != "pending" else None,
+    )
 
 
 async def active_runs_by_job(
