@@ -71,7 +71,7 @@ def _job(number: int, now: datetime) -> dict:
         "timezone": "Europe/Berlin" if number % 3 else "UTC",
         "command": "true",
         "target": target,
-        "target_labels": ",linux,rack-%d," % (number % 10),
+        "target_labels": f",linux,rack-{number % 10},",
         "timeout_seconds": 3600,
         "retries": 0,
         "retry_backoff_seconds": 60,
