@@ -4,7 +4,7 @@ import asyncio
 import logging
 
 from aiohttp import web
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 log = logging.getLogger(__name__)
@@ -76,6 +76,11 @@ async def json_errors(request: web.Request, handler) -> web.StreamResponse:
         return error_response(
             503, "database_unavailable", "The database is unavailable"
         )
+    except IntegrityError:
+        # A constraint the handler did not expect to meet (a row removed
+        # meanwhile, say): the request conflicts with the data; nothing changed.
+        log.warning("constraint refused %s %s", request.method, request.path)
+        return error_response(409, "conflict", "The request conflicts with the data")
     except DBAPIError as exc:
         if exc.connection_invalidated:
             return error_response(

@@ -184,7 +184,7 @@ async def test_an_enrollment_token_cannot_take_over_a_known_hostname(client, use
     assert response.status == 409
     assert await response.json() == {
         "error": "hostname_taken",
-        "message": "Agent web-1 is registered already; a user token can replace it",
+        "message": "Agent web-1 is registered already, and not by you",
     }
 
 

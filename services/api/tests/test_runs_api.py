@@ -403,7 +403,7 @@ async def test_cancelling_a_pending_run_ends_it_at_once(client, user, clock, sch
     assert await response.json() == {
         **run,
         "status": "cancelled",
-        "reason": "cancelled by bob",
+        "reason": "cancel requested by bob",
         "finished_at": "2026-01-05T09:59:35+00:00",
     }
 
@@ -433,7 +433,7 @@ async def test_cancelling_a_claimed_run_asks_its_agent_to_stop(client, user, sch
     assert (body["status"], body["cancel_requested"], body["reason"]) == (
         "claimed",
         True,
-        "cancelled by bob",
+        "cancel requested by bob",
     )
     assert body["finished_at"] is None
 
@@ -537,7 +537,7 @@ async def test_the_admin_may_cancel_any_users_run(client, admin, user, scheduler
 
     assert response.status == 202
     body = await response.json()
-    assert (body["status"], body["reason"]) == ("cancelled", "cancelled by ada")
+    assert (body["status"], body["reason"]) == ("cancelled", "cancel requested by ada")
 
 
 @pytest.mark.parametrize("run_id", ["abc", "99", "2147483648"])

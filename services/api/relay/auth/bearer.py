@@ -15,4 +15,7 @@ def bearer_token(request: web.Request) -> str:
     token = header[len(BEARER) :].strip()
     if not token:
         raise Unauthorized("A bearer token is required")
+    # Every token Relay issues is ASCII; anything else cannot be one of them.
+    if not token.isascii():
+        raise Unauthorized("The token is not valid")
     return token

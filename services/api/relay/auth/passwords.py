@@ -8,6 +8,7 @@ import bcrypt
 # bcrypt releases the GIL, so two threads use both cores while the loop serves
 # other requests; more threads would only queue on the same cores.
 HASHING_THREADS = 2
+MAX_BYTES = 72
 
 
 class PasswordHasher:
@@ -21,9 +22,16 @@ class PasswordHasher:
         return hashed.decode()
 
     async def verify(self, password: str, password_hash: str | None) -> bool:
-        """Check a password; with no hash (unknown user) spend the same time."""
+        """Check a password; with no hash (unknown user) spend the same time.
+
+        No stored password is over bcrypt's 72 bytes, so a longer one cannot
+        match; it still costs a check, so that its answer comes as slowly.
+        """
+        if len(password.encode()) > MAX_BYTES:
+            password_hash = None
         if password_hash is None:
-            await self._run(bcrypt.checkpw, password.encode(), await self._decoy())
+            attempt = password.encode()[:MAX_BYTES]
+            await self._run(bcrypt.checkpw, attempt, await self._decoy())
             return False
 
         return await self._run(

@@ -58,7 +58,8 @@ class UserTokens:
 
 def _identity(claims: dict) -> UserIdentity:
     subject, name = claims.get("sub"), claims.get("name")
-    if not isinstance(subject, str) or not (subject.isascii() and subject.isdigit()):
+    valid = isinstance(subject, str) and subject.isascii() and subject.isdigit()
+    if not valid or len(subject) > 10 or int(subject) > 2**31 - 1:
         raise TokenError("token is not valid")
     if not isinstance(name, str):
         raise TokenError("token is not valid")

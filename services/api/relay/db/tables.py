@@ -80,6 +80,8 @@ jobs = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
     UniqueConstraint("owner_id", "name"),
+    # Ids are never reused: a late report or link must not land on a newer row.
+    sqlite_autoincrement=True,
 )
 
 runs = Table(
@@ -128,6 +130,7 @@ runs = Table(
     Index("ix_runs_status_not_before", "status", "not_before"),
     Index("ix_runs_lease_expires_at", "lease_expires_at"),
     Index("ix_runs_created_at", "created_at"),
+    sqlite_autoincrement=True,
 )
 
 run_output = Table(

@@ -12,7 +12,7 @@ from aiohttp import web
 
 from relay.errors import Conflict, InvalidInput, NotFound
 from relay.http.bodies import integer_field, read_object, string_field
-from relay.http.paging import path_id
+from relay.http.paging import MAX_ID, path_id
 from relay.keys import AGENT_AUTH, CLOCK, DATABASE, DISPATCHER, OUTPUT, SEEN, SETTINGS
 from relay.store import runs as run_rows
 from relay.store.output import Chunk
@@ -64,7 +64,7 @@ async def heartbeat(request: web.Request) -> web.Response:
 def _run_ids(body: dict) -> list[int]:
     value = body.get("running", [])
     valid = isinstance(value, list) and len(value) <= MAX_RUNNING_LISTED
-    if not valid or not all(type(item) is int and item > 0 for item in value):
+    if not valid or not all(type(item) is int and 0 < item <= MAX_ID for item in value):
         raise InvalidInput("running must be a list of run ids", field="running")
     return value
 
@@ -262,6 +262,12 @@ def _finish_report(body: dict) -> dict:
             "exit_code is required when outcome is exited", field="exit_code"
         )
     signal = integer_field(body, "signal", None, 1, 128)
+    if outcome == "signaled" and signal is None:
+        raise InvalidInput(
+            "signal is required when outcome is signaled", field="signal"
+        )
+    if outcome == "exited":
+        signal = None
     error = body.get("error")
     if error is not None and not isinstance(error, str):
         raise InvalidInput("error must be a string", field="error")

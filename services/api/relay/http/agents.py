@@ -12,7 +12,13 @@ from relay.errors import Forbidden, InvalidInput, NotFound, Unauthorized
 from relay.http.bodies import integer_field, read_object, string_field
 from relay.http.paging import path_id
 from relay.keys import AGENT_AUTH, CLOCK, DATABASE, SETTINGS
-from relay.store.agents import get_agent, list_agents, register_agent, set_labels
+from relay.store.agents import (
+    Replacer,
+    get_agent,
+    list_agents,
+    register_agent,
+    set_labels,
+)
 from relay.store.enrollment import (
     create_enrollment_token,
     enrolling_user,
@@ -32,7 +38,7 @@ routes = web.RouteTableDef()
 @routes.get("/agents")
 async def list_all(request: web.Request) -> web.Response:
     require_user(request)
-    label = request.query.get("label")
+    label = query_label(request)
 
     async with request.app[DATABASE].read() as connection:
         found = await list_agents(connection, label)
@@ -60,7 +66,9 @@ async def relabel(request: web.Request) -> web.Response:
     body = await read_object(request)
     if set(body) != {"labels"}:
         raise InvalidInput("Only labels can be changed", field="labels")
-    labels = parse_labels(body["labels"]) or []
+    if body["labels"] is None:
+        raise InvalidInput("labels must be a list of strings", field="labels")
+    labels = parse_labels(body["labels"])
 
     async with request.app[DATABASE].write() as connection:
         agent = await set_labels(connection, _agent_id(request), labels)
@@ -88,21 +96,18 @@ async def enrollment_token(request: web.Request) -> web.Response:
     )
 
 
-async def _registering_user(request: web.Request) -> tuple[int, bool]:
-    """A user, by their own token or by an enrollment token they made.
-
-    Also whether the caller may replace a known agent: only a user may, since
-    an enrollment token leaked from one machine must not take over another.
-    """
+async def _registering_user(request: web.Request) -> Replacer:
+    """A user, by their own token or by an enrollment token they made."""
     token = bearer_token(request)
     if not is_enrollment_token(token):
-        return require_user(request).user_id, True
+        identity = require_user(request)
+        return Replacer(identity.user_id, identity.is_admin, by_enrollment=False)
 
     async with request.app[DATABASE].read() as connection:
         user_id = await enrolling_user(connection, token, request.app[CLOCK].now())
     if user_id is None:
         raise Unauthorized("The enrollment token is not valid or has expired")
-    return user_id, False
+    return Replacer(user_id, is_admin=False, by_enrollment=True)
 
 
 def _agent_id(request: web.Request) -> int:
@@ -120,7 +125,7 @@ def _public(request: web.Request, agent) -> dict:
 
 @routes.post("/agents")
 async def register(request: web.Request) -> web.Response:
-    user_id, may_replace = await _registering_user(request)
+    replacer = await _registering_user(request)
     body = await read_object(request)
     hostname = parse_hostname(string_field(body, "hostname"))
     ip = parse_ip(string_field(body, "ip"))
@@ -128,7 +133,7 @@ async def register(request: web.Request) -> web.Response:
 
     async with request.app[DATABASE].write() as connection:
         agent, token, created = await register_agent(
-            connection, hostname, ip, labels, user_id, may_replace
+            connection, hostname, ip, labels, replacer.user_id, replacer
         )
 
     request.app[AGENT_AUTH].forget(agent.id)
@@ -151,10 +156,22 @@ def parse_hostname(hostname: str) -> str:
 
 
 def parse_ip(ip: str) -> str:
+    # A zone ("fe80::1%eth0") names an interface of the sender, meaningless to
+    # anyone else, and ipaddress takes any text after the '%'.
+    if "%" in ip:
+        raise InvalidInput("ip must be an IPv4 or IPv6 address", field="ip")
     try:
         return str(ipaddress.ip_address(ip))
     except ValueError:
         raise InvalidInput("ip must be an IPv4 or IPv6 address", field="ip") from None
+
+
+def query_label(request: web.Request) -> str | None:
+    """The ?label= filter, checked like a label so odd text never reaches SQL."""
+    label = request.query.get("label")
+    if label is not None and not AGENT_LABEL.fullmatch(label):
+        raise InvalidInput("label must be a label", field="label")
+    return label
 
 
 def parse_labels(value: object) -> list[str] | None:

@@ -4,16 +4,23 @@ import json
 import unicodedata
 from typing import Any
 
-from aiohttp import web
+from aiohttp import ClientPayloadError, web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 
 from relay.errors import InvalidInput
 
 MISSING = object()
+# Control, format, and line or paragraph separators: nothing a name needs.
+CONTROL = ("Cc", "Cf", "Zl", "Zp")
 
 
 async def read_object(request: web.Request) -> dict[str, Any]:
     """The body as a JSON object, or a 400 saying what is wrong with it."""
-    raw = await request.read()
+    try:
+        raw = await request.read()
+    except (HttpProcessingError, ClientPayloadError, RequestPayloadError):
+        raise InvalidInput("Body cannot be read", code="invalid_body") from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -21,7 +28,9 @@ async def read_object(request: web.Request) -> dict[str, Any]:
 
     try:
         body = json.loads(text) if text.strip() else MISSING
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):
+        # ValueError covers bad JSON and integers too long to convert;
+        # RecursionError, nesting deeper than any request needs.
         raise InvalidInput("Body is not valid JSON", code="invalid_body") from None
     if not isinstance(body, dict):
         raise InvalidInput("Body must be a JSON object", code="invalid_body")
@@ -48,6 +57,8 @@ def string_field(
         raise InvalidInput(f"{field} must be a string", field=field)
     if not _encodable(value):
         raise InvalidInput(f"{field} is not valid Unicode", field=field)
+    if "\x00" in value:
+        raise InvalidInput(f"{field} must not contain NUL", field=field)
     if strip:
         value = value.strip()
     if value == "":
@@ -65,7 +76,7 @@ def _encodable(text: str) -> bool:
 
 
 def has_control_characters(text: str) -> bool:
-    return any(unicodedata.category(char) in ("Cc", "Cf") for char in text)
+    return any(unicodedata.category(char) in CONTROL for char in text)
 
 
 def integer_field(

@@ -18,8 +18,7 @@ from relay.schedule.cron import (
     parse_timezone,
 )
 
-ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-MAX_SCHEDULE = 256  # the width of the column that keeps it
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 MAX_COMMAND_BYTES = 64 * 1024
 MAX_ENV_ENTRIES = 100
 MAX_ENV_VALUE = 4096
@@ -61,6 +60,9 @@ def parse_job_changes(body: dict[str, Any]) -> dict[str, Any]:
     _refuse_unknown(body)
     if not body:
         raise InvalidInput("Nothing to change", code="invalid_body")
+    for name, value in body.items():
+        if value is None:
+            raise InvalidInput(f"{name} must not be null", field=name)
     return {name: PARSERS[name](body) for name in body}
 
 
@@ -103,12 +105,9 @@ def _invalid_schedule(reason: object) -> InvalidInput:
 
 def checked_schedule(expression: str) -> Schedule:
     try:
-        schedule = parse_schedule(expression)
+        return parse_schedule(expression)
     except ScheduleError as exc:
         raise _invalid_schedule(exc) from None
-    if len(schedule.expression) > MAX_SCHEDULE:
-        raise _invalid_schedule(f"longer than {MAX_SCHEDULE} characters")
-    return schedule
 
 
 def fire_times(
@@ -127,7 +126,8 @@ def fire_times(
             if not fires:
                 raise _invalid_schedule(exc) from None
             break
-        except OverflowError:
+        except (OverflowError, ValueError):
+            # Past the year 9999 datetime ends, as OverflowError or ValueError.
             if not fires:
                 raise _invalid_schedule("no fire time before the year 10000") from None
             break

@@ -7,6 +7,7 @@ from aiohttp import web
 from relay.auth.guards import require_user
 from relay.auth.tokens import UserIdentity
 from relay.errors import InvalidInput, NotFound
+from relay.http.agents import query_label
 from relay.http.bodies import read_object
 from relay.http.job_fields import fire_times, parse_job_changes, parse_new_job
 from relay.http.paging import (
@@ -82,7 +83,7 @@ async def list_all(request: web.Request) -> web.Response:
     filters = {
         "enabled": query_flag(request, "enabled"),
         "agent_id": query_id(request, "agent"),
-        "label": request.query.get("label"),
+        "label": query_label(request),
     }
 
     owner = None if identity.is_admin else identity.user_id
@@ -133,7 +134,8 @@ async def remove(request: web.Request) -> web.Response:
 
     async with request.app[DATABASE].write() as connection:
         job = await visible_job(connection, identity, _job_id(request))
-        await job_rows.delete_job(connection, job.id)
+        if not await job_rows.delete_job(connection, job.id):
+            raise NotFound(f"No job {job.id}", code="job_not_found")
 
     log.info("job %s deleted by user %s", job.id, identity.user_id)
     return web.Response(status=204)

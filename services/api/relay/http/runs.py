@@ -119,7 +119,7 @@ async def cancel(request: web.Request) -> web.Response:
                 f"Run {run.id} already ended: {run.status}", code="run_ended"
             )
         await run_rows.request_cancel(
-            connection, [run.id], now, f"cancelled by {identity.username}"
+            connection, [run.id], now, f"cancel requested by {identity.username}"
         )
         run = await run_rows.get_run(connection, run.id)
 

@@ -114,6 +114,9 @@ _MONTH_NAMES = tuple(calendar.month_name[1:13])
 _PARSE_START = datetime(2001, 1, 1)
 
 
+MAX_EXPRESSION = 256
+
+
 def parse_schedule(expression: str) -> Schedule:
     """Parse a five-field cron expression or @-alias; raise ScheduleError."""
     if not isinstance(expression, str):
@@ -124,6 +127,12 @@ def parse_schedule(expression: str) -> Schedule:
     text = expression.strip()
     if not text:
         raise ScheduleError("schedule is empty")
+    # Checked before parsing: a long expression costs time to parse and a place
+    # in the cache, and no real schedule needs more.
+    if len(text) > MAX_EXPRESSION:
+        raise ScheduleError(f"longer than {MAX_EXPRESSION} characters")
+    if not text.isascii():
+        raise ScheduleError("schedule must be plain ASCII")
 
     return _parse_text(text)
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from relay.db.engine import Database
+from relay.errors import NotFound
 from relay.schedule.clock import Clock
 from relay.schedule.cron import next_fire, parse_schedule, parse_timezone
 from relay.schedule.dispatch import Dispatcher
@@ -169,6 +170,10 @@ class Scheduler:
         """Fire a job by hand: one fire at `now`, under the job's own rules."""
         fleet = await self._fleet(now)
         async with self.database.write() as connection:
+            # The job's row lock makes fires of one job take turns, so two at
+            # once cannot both find no active run and break "forbid".
+            if not await job_rows.lock_job(connection, job.id):
+                raise NotFound(f"No job {job.id}", code="job_not_found")
             active = await run_rows.active_runs_by_job(connection, [job.id])
             plan = plan_fires(job, [now], now, active.get(job.id, []), fleet, "manual")
             planned = [(job, run) for run in plan.runs]

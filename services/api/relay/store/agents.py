@@ -54,18 +54,28 @@ AGENT_COLUMNS = (
 )
 
 
+@dataclass(frozen=True)
+class Replacer:
+    """Who asks to register a hostname, for deciding whether they may replace it."""
+
+    user_id: int
+    is_admin: bool
+    by_enrollment: bool
+
+
 async def register_agent(
     connection: AsyncConnection,
     hostname: str,
     ip: str,
     labels: list[str] | None,
     user_id: int | None,
-    may_replace: bool = True,
+    replacer: Replacer,
 ) -> tuple[Agent, str, bool]:
     """Add an agent, or update the one with this hostname; issue a new token.
 
-    Returns the agent, its token (shown once) and whether it was created.
-    Without `may_replace`, a known hostname is refused instead of updated.
+    Returns the agent, its token (shown once) and whether it was created. A
+    known hostname is updated only for its owner or an admin; anyone else
+    would get the token of a machine that runs someone else's jobs.
     """
     token = new_agent_token()
     now = datetime.now(UTC)
@@ -73,18 +83,12 @@ async def register_agent(
     if labels is not None:
         changes["labels"] = labels
 
-    if not may_replace and await _hostname_known(connection, hostname):
-        raise Conflict(
-            f"Agent {hostname} is registered already; a user token can replace it",
-            code="hostname_taken",
-        )
+    if await _check_replace(connection, hostname, replacer):
+        return await _update_by_hostname(connection, hostname, changes), token, False
 
-    existing = await _update_by_hostname(connection, hostname, changes)
-    if existing is not None:
-        return existing, token, False
-
-    # Two first registrations of one hostname can race; the unique key lets one
-    # insert win and the other becomes an update of the winner's row.
+    # Two first registrations of one hostname can race: the unique key lets
+    # one insert win; the other then finds the winner's row and is judged
+    # against it like any re-registration.
     try:
         async with connection.begin_nested():
             created = await connection.execute(
@@ -100,27 +104,51 @@ async def register_agent(
             )
             return Agent(*created.one()), token, True
     except IntegrityError:
-        existing = await _update_by_hostname(connection, hostname, changes)
-        assert existing is not None
-        return existing, token, False
+        if not await _check_replace(connection, hostname, replacer):
+            raise Conflict(
+                f"Agent {hostname} was registered meanwhile; try again",
+                code="hostname_taken",
+            ) from None
+        return await _update_by_hostname(connection, hostname, changes), token, False
 
 
-async def _hostname_known(connection: AsyncConnection, hostname: str) -> bool:
-    statement = select(agents.c.id).where(agents.c.hostname_key == hostname.lower())
-    return await connection.scalar(statement) is not None
+async def _check_replace(connection, hostname: str, replacer: Replacer) -> bool:
+    """Whether the hostname is known; refuse if this caller may not replace it.
+
+    The row stays locked to the end of the transaction, so no one changes
+    who owns it between this check and the update.
+    """
+    statement = (
+        select(agents.c.created_by)
+        .where(agents.c.hostname_key == hostname.lower())
+        .with_for_update()
+    )
+    row = (await connection.execute(statement)).one_or_none()
+    if row is None:
+        return False
+
+    owner = row.created_by
+    allowed = not replacer.by_enrollment and (
+        replacer.is_admin or owner == replacer.user_id
+    )
+    if not allowed:
+        raise Conflict(
+            f"Agent {hostname} is registered already, and not by you",
+            code="hostname_taken",
+        )
+    return True
 
 
 async def _update_by_hostname(
     connection: AsyncConnection, hostname: str, changes: dict
-) -> Agent | None:
+) -> Agent:
     updated = await connection.execute(
         update(agents)
         .where(agents.c.hostname_key == hostname.lower())
         .values(hostname=hostname, **changes)
         .returning(*AGENT_COLUMNS)
     )
-    row = updated.one_or_none()
-    return None if row is None else Agent(*row)
+    return Agent(*updated.one())
 
 
 async def list_agents(

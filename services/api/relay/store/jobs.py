@@ -113,7 +113,9 @@ async def create_job(
     )
     try:
         row = (await connection.execute(statement)).one()
-    except IntegrityError:
+    except IntegrityError as exc:
+        if not _is_unique_violation(exc):
+            raise
         raise _name_taken(values["name"]) from None
     return Job(*row)
 
@@ -140,6 +142,12 @@ async def update_job(
     return None if row is None else Job(*row)
 
 
+def _is_unique_violation(exc: IntegrityError) -> bool:
+    # The owner's name key is the jobs table's only unique constraint; a
+    # foreign key failure (an owner who no longer exists) is something else.
+    return "unique" in str(exc.orig).lower()
+
+
 def _name_taken(name: str) -> Conflict:
     return Conflict(f"You already have a job named {name!r}", code="job_name_taken")
 
@@ -150,8 +158,16 @@ async def get_job(connection: AsyncConnection, job_id: int) -> Job | None:
     return None if row is None else Job(*row)
 
 
-async def delete_job(connection: AsyncConnection, job_id: int) -> None:
-    await connection.execute(delete(jobs).where(jobs.c.id == job_id))
+async def lock_job(connection: AsyncConnection, job_id: int) -> bool:
+    """Hold the job's row until the transaction ends; False if it is gone."""
+    statement = select(jobs.c.id).where(jobs.c.id == job_id).with_for_update()
+    return await connection.scalar(statement) is not None
+
+
+async def delete_job(connection: AsyncConnection, job_id: int) -> bool:
+    """Delete a job and its runs; False when it was gone already."""
+    result = await connection.execute(delete(jobs).where(jobs.c.id == job_id))
+    return result.rowcount == 1
 
 
 async def list_jobs(

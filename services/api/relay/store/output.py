@@ -8,7 +8,6 @@ command prints.
 
 import asyncio
 import logging
-import secrets
 from dataclasses import dataclass
 
 from sqlalchemy import bindparam, delete, insert, select, update
@@ -16,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from relay.db.engine import Database
 from relay.db.tables import run_output, runs
-from relay.store.runs import Run, StaleLease, UnknownRun
+from relay.store.runs import FINAL, Run, StaleLease, UnknownRun, same_token
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +50,7 @@ class Chunk:
 class _Counters:
     agent_id: int | None
     lease_token: str | None
+    status: str
     output_bytes: int
     kept: int
     last_seq: int | None
@@ -73,7 +73,10 @@ async def append_chunks(
         if refusal is not None:
             results.append(refusal)
             continue
-        if state.last_seq is not None and chunk.seq <= state.last_seq:
+        # After the run ended (a retried chunk whose answer was lost, say), or
+        # at or below the last number stored: a repeat, not new output.
+        repeat = state.last_seq is not None and chunk.seq <= state.last_seq
+        if repeat or state.status in FINAL:
             results.append(False)
             continue
 
@@ -92,6 +95,7 @@ async def _load_counters(connection, run_ids: set[int]) -> dict[int, _Counters]:
         runs.c.id,
         runs.c.agent_id,
         runs.c.lease_token,
+        runs.c.status,
         runs.c.output_bytes,
         runs.c.output_kept_bytes,
         runs.c.output_last_seq,
@@ -103,8 +107,7 @@ async def _load_counters(connection, run_ids: set[int]) -> dict[int, _Counters]:
 def _refusal(state: _Counters | None, chunk: Chunk) -> Exception | None:
     if state is None or state.agent_id != chunk.agent_id:
         return UnknownRun(chunk.run_id)
-    token = state.lease_token
-    if token is None or not secrets.compare_digest(token, chunk.lease_token):
+    if not same_token(state.lease_token, chunk.lease_token):
         return StaleLease(chunk.run_id)
     return None
 

@@ -373,6 +373,13 @@ class UnknownRun(Exception):
     """No such run, or not this agent's."""
 
 
+def same_token(current: str | None, offered: str) -> bool:
+    """Compare lease tokens in constant time; bytes, since any text may be offered."""
+    if current is None:
+        return False
+    return secrets.compare_digest(current.encode(), offered.encode())
+
+
 async def held_run(
     connection: AsyncConnection, run_id: int, agent_id: int, token: str
 ) -> Run:
@@ -380,7 +387,7 @@ async def held_run(
     run = await get_run(connection, run_id)
     if run is None or run.agent_id != agent_id:
         raise UnknownRun(run_id)
-    if run.lease_token is None or not secrets.compare_digest(run.lease_token, token):
+    if not same_token(run.lease_token, token):
         raise StaleLease(run_id)
     return run
 

@@ -3,12 +3,14 @@
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, insert, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from relay.db.tables import users
 from relay.errors import Conflict
+
+FIRST_USER_LOCK = 0x52454C4155
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,13 @@ async def create_user(
     connection: AsyncConnection, username: str, password_hash: str
 ) -> User:
     """Insert a user; the first one becomes the admin."""
+    if connection.dialect.name == "postgresql":
+        # Registrations queue here for the rest of their transaction, so two
+        # first users cannot both count none before them. (SQLite writes are
+        # one at a time already.)
+        await connection.execute(
+            text("SELECT pg_advisory_xact_lock(:key)"), {"key": FIRST_USER_LOCK}
+        )
     is_first = await connection.scalar(select(func.count()).select_from(users)) == 0
     statement = (
         insert(users)

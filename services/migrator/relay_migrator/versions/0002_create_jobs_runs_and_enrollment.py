@@ -50,6 +50,8 @@ def _create_jobs() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.UniqueConstraint("owner_id", "name", name="uq_jobs_owner_id_name"),
+        # Ids are never reused: a late report or link must not land on a newer row.
+        sqlite_autoincrement=True,
     )
     op.create_index("ix_jobs_next_fire_at", "jobs", ["next_fire_at"])
     op.create_index("ix_jobs_target_agent_id", "jobs", ["target_agent_id"])
@@ -102,6 +104,7 @@ def _create_runs() -> None:
             "manual",
             name="uq_runs_fire",
         ),
+        sqlite_autoincrement=True,
     )
     op.create_index("ix_runs_job_id_id", "runs", ["job_id", "id"])
     op.create_index("ix_runs_agent_id_status", "runs", ["agent_id", "status"])
