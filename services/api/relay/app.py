@@ -57,7 +57,12 @@ def create_app(settings: Settings, clock: Clock | None = None) -> web.Applicatio
 
     for module in ROUTE_MODULES:
         app.router.add_routes(module.routes)
+    app.on_shutdown.append(_answer_waiting_claims)
     return app
+
+
+async def _answer_waiting_claims(app: web.Application) -> None:
+    app[DISPATCHER].close()
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:

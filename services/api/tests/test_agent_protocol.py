@@ -343,3 +343,18 @@ async def test_chunks_of_several_runs_arriving_together_are_all_kept_in_order(
     for run in runs:
         shown = await _shown(client, user, run)
         assert shown["output"] == "".join(f"{run['run_id']}:{n}\n" for n in range(20))
+
+
+async def test_an_agent_coming_online_is_written_at_once_not_at_the_next_batch(
+    client, user
+):
+    newcomer = await enroll(client, user, "web-9", ["linux"])
+
+    await newcomer.heartbeat()
+    for _ in range(50):
+        listed = await (await client.get("/agents", headers=user.headers)).json()
+        if listed[0]["status"] == "online":
+            break
+        await asyncio.sleep(0.01)
+
+    assert listed[0]["status"] == "online"

@@ -1,4 +1,7 @@
+import asyncio
+import signal
 import subprocess
+import time
 
 import aiohttp
 import pytest
@@ -94,3 +97,27 @@ def test_an_invalid_setting_stops_the_start_with_one_line(tmp_path):
 
     assert result.returncode == 1
     assert result.stderr == "relay: PORT must be a whole number, not 'http'\n"
+
+
+async def test_stopping_answers_waiting_claims_at_once(relay):
+    account = {"username": "ops", "password": PASSWORD}
+    async with aiohttp.ClientSession(relay.url) as http:
+        await http.post("/users", json=account)
+        token = (await (await http.post("/login", json=account)).json())["token"]
+        body = {"hostname": "web-1", "ip": "127.0.0.1"}
+        headers = {"Authorization": f"Bearer {token}"}
+        agent = await (await http.post("/agents", json=body, headers=headers)).json()
+        agent_headers = {"Authorization": f"Bearer {agent['token']}"}
+        claim = asyncio.create_task(
+            http.post("/agent/claim", json={"wait": 25}, headers=agent_headers)
+        )
+        await asyncio.sleep(0.5)
+
+        started = time.monotonic()
+        relay.process.send_signal(signal.SIGTERM)
+        answer = await claim
+        code = await asyncio.to_thread(relay.process.wait, 15)
+
+        assert (answer.status, (await answer.json())["runs"]) == (200, [])
+        assert code == 0
+        assert time.monotonic() - started < 5

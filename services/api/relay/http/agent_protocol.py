@@ -107,6 +107,8 @@ async def _claim_within(request, agent_id: int, slots: int, wait: float) -> list
         # a claim nobody reads would sit leased to no one until its lease ran out.
         if request.transport is None or request.transport.is_closing():
             return []
+        if dispatcher.closing:
+            return []
         if not dispatcher.known_idle(agent_id):
             claimed = await _claim_due(app, agent_id, slots)
             if claimed:

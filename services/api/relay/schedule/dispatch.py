@@ -29,6 +29,18 @@ class Dispatcher:
         self.clock = clock
         self._waiting: dict[int, set[asyncio.Event]] = {}
         self._idle_since: dict[int, float] = {}
+        self.closing = False
+
+    def close(self) -> None:
+        """Answer every waiting claim now: the relay is stopping.
+
+        Left waiting, long polls would hold the shutdown for their whole wait,
+        while their agents could reach no one to heartbeat or renew leases.
+        """
+        self.closing = True
+        for waiters in self._waiting.values():
+            for event in waiters:
+                event.set()
 
     def wake(self, agent_ids) -> None:
         for agent_id in agent_ids:

@@ -6,6 +6,7 @@ a second in one statement; an agent's status lags by at most that second.
 """
 
 import asyncio
+import contextlib
 import logging
 from datetime import datetime
 
@@ -21,9 +22,15 @@ class SeenBuffer:
     def __init__(self, database: Database) -> None:
         self.database = database
         self._seen: dict[int, datetime] = {}
+        self._written: set[int] = set()
+        self._newcomer = asyncio.Event()
 
     def mark(self, agent_id: int, now: datetime) -> None:
         self._seen[agent_id] = now
+        # An agent this relay has not written yet may be coming online: write
+        # it at once, so a fire a moment later finds it online.
+        if agent_id not in self._written:
+            self._newcomer.set()
 
     async def flush(self) -> None:
         if not self._seen:
@@ -37,10 +44,13 @@ class SeenBuffer:
             # Keep the times for the next flush; newer marks win.
             self._seen = {**batch, **self._seen}
             raise
+        self._written.update(batch)
 
     async def flush_forever(self) -> None:
         while True:
-            await asyncio.sleep(FLUSH_SECONDS)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._newcomer.wait(), FLUSH_SECONDS)
+            self._newcomer.clear()
             try:
                 await self.flush()
             except Exception as exc:
