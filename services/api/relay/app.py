@@ -33,6 +33,7 @@ from relay.schedule.scheduler import Scheduler
 from relay.settings import Settings
 from relay.store.heartbeats import SeenBuffer
 from relay.store.output import OutputWriter
+from relay.ui.pages import setup_ui
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> web.Applicatio
 
     for module in ROUTE_MODULES:
         app.router.add_routes(module.routes)
+    setup_ui(app)
     app.on_shutdown.append(_answer_waiting_claims)
     return app
 

@@ -3,6 +3,7 @@
 import asyncio
 import logging
 
+import aiohttp_jinja2
 from aiohttp import web
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
@@ -47,6 +48,10 @@ class Conflict(RelayError):
     code = "conflict"
 
 
+class NotLoggedIn(Exception):
+    """A page asked for without a valid session: the person logs in first."""
+
+
 class Unavailable(RelayError):
     status = 503
     code = "unavailable"
@@ -60,7 +65,36 @@ def error_response(status: int, code: str, message: str, **details) -> web.Respo
 
 @web.middleware
 async def json_errors(request: web.Request, handler) -> web.StreamResponse:
-    """Answer every failure as JSON {"error", "message"}; never an HTML page."""
+    """Answer every API failure as JSON {"error", "message"}; pages as pages."""
+    if request.path.startswith("/ui/"):
+        return await _page_errors(request, handler)
+    return await _api_errors(request, handler)
+
+
+async def _page_errors(request: web.Request, handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except NotLoggedIn:
+        raise web.HTTPSeeOther("/ui/login") from None
+    except RelayError as exc:
+        return _page(request, exc.status, exc.message)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return _page(request, exc.status, exc.reason)
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return _page(request, 500, "Something went wrong; the relay's log says what.")
+
+
+def _page(request: web.Request, status: int, message: str) -> web.Response:
+    context = {"identity": None, "status": status, "message": message}
+    return aiohttp_jinja2.render_template("error.html", request, context, status=status)
+
+
+async def _api_errors(request: web.Request, handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except RelayError as exc:

@@ -107,10 +107,18 @@ async def show(request: web.Request) -> web.Response:
 async def change(request: web.Request) -> web.Response:
     identity = require_user(request)
     changes = parse_job_changes(await read_object(request))
-    now = request.app[CLOCK].now()
 
-    async with request.app[DATABASE].write() as connection:
-        job = await visible_job(connection, identity, _job_id(request))
+    job = await change_job(request.app, identity, _job_id(request), changes)
+    return web.json_response(job.public())
+
+
+async def change_job(
+    app: web.Application, identity: UserIdentity, job_id: int, changes: dict
+) -> job_rows.Job:
+    """Apply checked changes to a job this user may see; wake the scheduler."""
+    now = app[CLOCK].now()
+    async with app[DATABASE].write() as connection:
+        job = await visible_job(connection, identity, job_id)
         if "target" in changes:
             await _check_target_agent(connection, changes["target"])
         merged = {**job.public(), **changes}
@@ -123,9 +131,9 @@ async def change(request: web.Request) -> web.Response:
             raise NotFound(f"No job {job.id}", code="job_not_found")
         job = changed
 
-    request.app[SCHEDULER].wake()
+    app[SCHEDULER].wake()
     log.info("job %s changed by user %s: %s", job.id, identity.user_id, sorted(changes))
-    return web.json_response(job.public())
+    return job
 
 
 @routes.delete("/jobs/{job_id}")

@@ -228,6 +228,22 @@ async def get_run(connection: AsyncConnection, run_id: int) -> Run | None:
     return None if row is None else Run(*row)
 
 
+async def latest_runs(
+    connection: AsyncConnection, job_ids: list[int]
+) -> dict[int, Run]:
+    """Each job's newest run, for the jobs that have one."""
+    if not job_ids:
+        return {}
+
+    newest = (
+        select(func.max(runs.c.id))
+        .where(runs.c.job_id.in_(job_ids))
+        .group_by(runs.c.job_id)
+    )
+    rows = await connection.execute(select(*RUN_COLUMNS).where(runs.c.id.in_(newest)))
+    return {row.job_id: Run(*row) for row in rows}
+
+
 async def list_runs(
     connection: AsyncConnection,
     owner_id: int | None,
