@@ -54,9 +54,13 @@ def postgres_server_url(request) -> str:
     if (shutil.which("pg_ctl") or _debian_pg_ctl()) and os.geteuid() != 0:
         return request.getfixturevalue("throwaway_postgres_url")
 
-    reason = (
-        "no PostgreSQL: set RELAY_TEST_POSTGRES_URL (or, not as root, install pg_ctl)"
-    )
+    if os.geteuid() == 0:
+        reason = (
+            "no PostgreSQL: set RELAY_TEST_POSTGRES_URL (a throwaway server "
+            "cannot be made as root: initdb refuses to run as root)"
+        )
+    else:
+        reason = "no PostgreSQL: set RELAY_TEST_POSTGRES_URL, or install pg_ctl"
     if os.environ.get("CI") == "true":
         pytest.fail(reason)
     pytest.skip(reason)
