@@ -75,9 +75,3 @@ async def find_login(
         return None
 
     return User(*row[:4]), row[4]
-
-
-async def get_user(connection: AsyncConnection, user_id: int) -> User | None:
-    statement = select(*USER_COLUMNS).where(users.c.id == user_id)
-    row = (await connection.execute(statement)).one_or_none()
-    return None if row is None else User(*row)
