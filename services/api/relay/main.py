@@ -13,7 +13,13 @@ from sqlalchemy.exc import SQLAlchemyError
 from relay.app import SchemaNotReady, create_app
 from relay.keys import SETTINGS
 from relay.schedule.clock import Clock, ScaledClock
-from relay.settings import Settings, SettingsError, load_settings
+from relay.settings import (
+    Settings,
+    SettingsError,
+    first_line,
+    load_env_file,
+    load_settings,
+)
 
 log = logging.getLogger("relay")
 
@@ -21,7 +27,7 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
 
 def main() -> None:
-    _load_dotenv()
+    load_env_file()
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
 
     try:
@@ -37,7 +43,7 @@ def main() -> None:
     except SchemaNotReady as exc:
         sys.exit(f"relay: {exc}")
     except (SQLAlchemyError, OSError) as exc:
-        sys.exit(f"relay: cannot start: {_reason(exc)}")
+        sys.exit(f"relay: cannot start: {first_line(exc)}")
     finally:
         if lock is not None:
             lock.close()
@@ -90,17 +96,6 @@ def _hold_sqlite_lock(settings: Settings):
             f"relay: another relay is already serving {database}; SQLite allows one"
         )
     return lock
-
-
-def _reason(exc: BaseException) -> str:
-    original = getattr(exc, "orig", None) or exc
-    return str(original).strip().splitlines()[0] or type(original).__name__
-
-
-def _load_dotenv() -> None:
-    from dotenv import load_dotenv
-
-    load_dotenv(".env", override=False)
 
 
 if __name__ == "__main__":

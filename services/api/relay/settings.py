@@ -86,6 +86,19 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     return replace(settings, secret_key=secret_key)
 
 
+def load_env_file() -> None:
+    """Read .env in the working directory; the environment wins over it."""
+    from dotenv import load_dotenv
+
+    load_dotenv(".env", override=False)
+
+
+def first_line(exc: BaseException) -> str:
+    """What a failure says, in one line: the driver's own words if it has some."""
+    original = getattr(exc, "orig", None) or exc
+    return str(original).strip().splitlines()[0] or type(original).__name__
+
+
 def load_database_url(env: Mapping[str, str] | None = None) -> str:
     """Only the database URL: what the migrator needs, with no secret made."""
     read = _Reader(os.environ if env is None else env)

@@ -5,7 +5,12 @@ import sys
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from relay.settings import SettingsError, load_database_url
+from relay.settings import (
+    SettingsError,
+    first_line,
+    load_database_url,
+    load_env_file,
+)
 from relay_migrator.revisions import head_revision, upgrade_to_head
 
 log = logging.getLogger("relay_migrator")
@@ -13,7 +18,7 @@ log = logging.getLogger("relay_migrator")
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s %(message)s")
-    _load_dotenv()
+    load_env_file()
 
     try:
         database_url = load_database_url()
@@ -23,20 +28,9 @@ def main() -> None:
     try:
         upgrade_to_head(database_url)
     except (SQLAlchemyError, OSError) as exc:
-        sys.exit(f"relay-migrate: cannot migrate the database: {_reason(exc)}")
+        sys.exit(f"relay-migrate: cannot migrate the database: {first_line(exc)}")
 
     log.info("database at revision %s", head_revision())
-
-
-def _reason(exc: BaseException) -> str:
-    original = getattr(exc, "orig", None) or exc
-    return str(original).strip().splitlines()[0] or type(original).__name__
-
-
-def _load_dotenv() -> None:
-    from dotenv import load_dotenv
-
-    load_dotenv(".env", override=False)
 
 
 if __name__ == "__main__":

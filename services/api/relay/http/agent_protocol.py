@@ -12,7 +12,7 @@ from aiohttp import web
 
 from relay.errors import Conflict, InvalidInput, NotFound
 from relay.http.bodies import integer_field, read_object, string_field
-from relay.http.paging import MAX_ID, path_id
+from relay.http.paging import MAX_ID, id_in_path
 from relay.keys import AGENT_AUTH, CLOCK, DATABASE, DISPATCHER, OUTPUT, SEEN, SETTINGS
 from relay.store import runs as run_rows
 from relay.store.output import Chunk
@@ -136,11 +136,7 @@ async def _claim_due(app: web.Application, agent_id: int, slots: int) -> list:
 
 
 def _report_run_id(request: web.Request) -> int:
-    value = request.match_info["run_id"]
-    run_id = path_id(value)
-    if run_id is None:
-        raise NotFound(f"No run {value}", code="unknown_run")
-    return run_id
+    return id_in_path(request, "run_id", "run", "unknown_run")
 
 
 async def _report(request: web.Request, action):

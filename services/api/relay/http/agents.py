@@ -10,7 +10,7 @@ from relay.auth.bearer import bearer_token
 from relay.auth.guards import require_user
 from relay.errors import Forbidden, InvalidInput, NotFound, Unauthorized
 from relay.http.bodies import integer_field, read_object, string_field
-from relay.http.paging import path_id
+from relay.http.paging import id_in_path
 from relay.keys import AGENT_AUTH, CLOCK, DATABASE, SETTINGS
 from relay.store.agents import (
     Replacer,
@@ -111,10 +111,7 @@ async def _registering_user(request: web.Request) -> Replacer:
 
 
 def _agent_id(request: web.Request) -> int:
-    agent_id = path_id(request.match_info["agent_id"])
-    if agent_id is None:
-        raise NotFound("No such agent", code="agent_not_found")
-    return agent_id
+    return id_in_path(request, "agent_id", "agent", "agent_not_found")
 
 
 def _public(request: web.Request, agent) -> dict:

@@ -11,9 +11,9 @@ from relay.http.agents import query_label
 from relay.http.bodies import read_object
 from relay.http.job_fields import fire_times, parse_job_changes, parse_new_job
 from relay.http.paging import (
+    id_in_path,
     page_limit,
     page_of,
-    path_id,
     preview_count,
     query_flag,
     query_id,
@@ -37,11 +37,7 @@ async def visible_job(connection, identity: UserIdentity, job_id: int) -> job_ro
 
 
 def _job_id(request: web.Request) -> int:
-    value = request.match_info["job_id"]
-    job_id = path_id(value)
-    if job_id is None:
-        raise NotFound(f"No job {value}", code="job_not_found")
-    return job_id
+    return id_in_path(request, "job_id", "job", "job_not_found")
 
 
 def first_fire(values: dict, now) -> object:

@@ -2,7 +2,7 @@
 
 from aiohttp import web
 
-from relay.errors import InvalidInput
+from relay.errors import InvalidInput, NotFound
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
@@ -26,6 +26,15 @@ def whole_number(value: str, most: int) -> int | None:
 def path_id(value: str) -> int | None:
     """A row id from a URL path, or None when it cannot name a row."""
     return whole_number(value, MAX_ID)
+
+
+def id_in_path(request: web.Request, name: str, noun: str, code: str) -> int:
+    """The id a path names, or a 404 saying there is no such thing."""
+    value = request.match_info[name]
+    number = path_id(value)
+    if number is None:
+        raise NotFound(f"No {noun} {value}", code=code)
+    return number
 
 
 def page_limit(request: web.Request) -> int:

@@ -7,7 +7,7 @@ from aiohttp import web
 from relay.auth.guards import require_user
 from relay.errors import Conflict, InvalidInput, NotFound
 from relay.http.jobs import visible_job
-from relay.http.paging import page_limit, page_of, path_id, query_id
+from relay.http.paging import id_in_path, page_limit, page_of, query_id
 from relay.keys import CLOCK, DATABASE
 from relay.store import runs as run_rows
 from relay.store.output import read_output
@@ -21,11 +21,7 @@ routes = web.RouteTableDef()
 
 
 def _run_id(request: web.Request) -> int:
-    value = request.match_info["run_id"]
-    run_id = path_id(value)
-    if run_id is None:
-        raise NotFound(f"No run {value}", code="run_not_found")
-    return run_id
+    return id_in_path(request, "run_id", "run", "run_not_found")
 
 
 async def visible_run(connection, identity, run_id: int) -> run_rows.Run:
@@ -68,10 +64,7 @@ async def list_all(request: web.Request) -> web.Response:
 async def list_for_job(request: web.Request) -> web.Response:
     identity = require_user(request)
     limit, before = page_limit(request), query_id(request, "cursor")
-    value = request.match_info["job_id"]
-    job_id = path_id(value)
-    if job_id is None:
-        raise NotFound(f"No job {value}", code="job_not_found")
+    job_id = id_in_path(request, "job_id", "job", "job_not_found")
 
     async with request.app[DATABASE].read() as connection:
         job = await visible_job(connection, identity, job_id)

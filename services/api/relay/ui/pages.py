@@ -14,9 +14,9 @@ import jinja2
 from aiohttp import web
 
 from relay.auth.tokens import TokenError, UserIdentity
-from relay.errors import Forbidden, NotFound, NotLoggedIn
+from relay.errors import Forbidden, NotLoggedIn
 from relay.http.jobs import change_job, visible_job
-from relay.http.paging import path_id
+from relay.http.paging import id_in_path
 from relay.http.runs import visible_run
 from relay.keys import CLOCK, DATABASE, PASSWORDS, SCHEDULER, SETTINGS, USER_TOKENS
 from relay.schedule.cron import next_fires, parse_schedule, parse_timezone
@@ -151,7 +151,7 @@ async def jobs_page(request: web.Request) -> dict:
 @aiohttp_jinja2.template("job.html")
 async def job_page(request: web.Request) -> dict:
     identity = session_identity(request)
-    job_id = _page_id(request, "job_id")
+    job_id = id_in_path(request, "job_id", "job", "job_not_found")
 
     async with request.app[DATABASE].read() as connection:
         job = await visible_job(connection, identity, job_id)
@@ -172,7 +172,7 @@ async def job_page(request: web.Request) -> dict:
 async def run_now(request: web.Request) -> web.Response:
     identity = session_identity(request)
     same_origin(request)
-    job_id = _page_id(request, "job_id")
+    job_id = id_in_path(request, "job_id", "job", "job_not_found")
 
     async with request.app[DATABASE].read() as connection:
         job = await visible_job(connection, identity, job_id)
@@ -186,7 +186,7 @@ async def run_now(request: web.Request) -> web.Response:
 async def toggle(request: web.Request) -> web.Response:
     identity = session_identity(request)
     same_origin(request)
-    job_id = _page_id(request, "job_id")
+    job_id = id_in_path(request, "job_id", "job", "job_not_found")
 
     async with request.app[DATABASE].read() as connection:
         job = await visible_job(connection, identity, job_id)
@@ -199,7 +199,7 @@ async def toggle(request: web.Request) -> web.Response:
 @aiohttp_jinja2.template("run.html")
 async def run_page(request: web.Request) -> dict:
     identity = session_identity(request)
-    run_id = _page_id(request, "run_id")
+    run_id = id_in_path(request, "run_id", "run", "run_not_found")
 
     async with request.app[DATABASE].read() as connection:
         run = await visible_run(connection, identity, run_id)
@@ -219,10 +219,3 @@ async def agents_page(request: web.Request) -> dict:
 
     now, heartbeat = request.app[CLOCK].now(), request.app[SETTINGS].heartbeat_seconds
     return {"identity": identity, "agents": [a.public(now, heartbeat) for a in agents]}
-
-
-def _page_id(request: web.Request, name: str) -> int:
-    value = path_id(request.match_info[name])
-    if value is None:
-        raise NotFound("There is no such page")
-    return value
