@@ -6,10 +6,11 @@ from pathlib import Path
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect, text
+from sqlalchemy import bindparam, inspect, text
 
 from relay.db.engine import create_engine
 from relay.db.tables import metadata
+from relay.db.types import UTCDateTime
 from relay_migrator.revisions import head_revision, upgrade_to, upgrade_to_head
 
 MIGRATE = str(Path(sys.executable).with_name("relay-migrate"))
@@ -110,6 +111,11 @@ def test_an_invalid_database_url_fails_with_one_line(tmp_path):
     )
 
 
+# Bound through the column type, as the relay binds times: Python 3.12
+# deprecates sqlite3's own datetime adapter.
+AT = bindparam("at", type_=UTCDateTime)
+
+
 async def _seed_first_revision(url: str) -> None:
     engine = create_engine(url)
     try:
@@ -118,7 +124,7 @@ async def _seed_first_revision(url: str) -> None:
                 text(
                     "INSERT INTO users (username, username_key, password_hash, "
                     "is_admin, created_at) VALUES ('Ada', 'ada', 'x', true, :at)"
-                ),
+                ).bindparams(AT),
                 {"at": datetime(2026, 1, 1, tzinfo=UTC)},
             )
             await connection.execute(
@@ -126,7 +132,7 @@ async def _seed_first_revision(url: str) -> None:
                     "INSERT INTO agents (hostname, hostname_key, ip, labels, "
                     "created_at, updated_at) VALUES ('web-1', 'web-1', '10.0.0.1', "
                     "'[\"linux\"]', :at, :at)"
-                ),
+                ).bindparams(AT),
                 {"at": datetime(2026, 1, 1, tzinfo=UTC)},
             )
     finally:
