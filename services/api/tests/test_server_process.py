@@ -41,6 +41,18 @@ async def test_the_contract_holds_against_the_running_server(relay):
         assert [a["hostname"] for a in await listed.json()] == ["web-1"]
 
 
+def _run_to_exit(process: RelayProcess, folder) -> subprocess.CompletedProcess:
+    """Start `relay` as the operator would, for a start that should fail."""
+    return subprocess.run(
+        [console_script("relay")],
+        env=process.env,
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
 def test_the_server_stops_cleanly_on_sigterm(relay):
     assert relay.stop() == 0
 
@@ -48,14 +60,7 @@ def test_the_server_stops_cleanly_on_sigterm(relay):
 def test_an_unmigrated_database_is_refused_with_one_line(tmp_path):
     process = RelayProcess(tmp_path)
 
-    result = subprocess.run(
-        [console_script("relay")],
-        env=process.env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    result = _run_to_exit(process, tmp_path)
 
     assert result.returncode == 1
     assert result.stderr.splitlines()[-1] == (
@@ -67,14 +72,7 @@ def test_an_unmigrated_database_is_refused_with_one_line(tmp_path):
 def test_a_second_relay_on_the_same_sqlite_file_refuses_to_start(relay, tmp_path):
     second = RelayProcess(tmp_path)
 
-    result = subprocess.run(
-        [console_script("relay")],
-        env=second.env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    result = _run_to_exit(second, tmp_path)
 
     assert result.returncode == 1
     database = tmp_path / "relay.db"
@@ -86,14 +84,7 @@ def test_a_second_relay_on_the_same_sqlite_file_refuses_to_start(relay, tmp_path
 def test_an_invalid_setting_stops_the_start_with_one_line(tmp_path):
     process = RelayProcess(tmp_path, env={"PORT": "http"})
 
-    result = subprocess.run(
-        [console_script("relay")],
-        env=process.env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    result = _run_to_exit(process, tmp_path)
 
     assert result.returncode == 1
     assert result.stderr == "relay: PORT must be a whole number, not 'http'\n"
