@@ -138,6 +138,8 @@ def _plan_one(
 
 
 def _replace_active(plan: FirePlan, active: list) -> None:
+    """Cancel what is active: stored runs by id, and runs planned just before
+    in this same decision (a replay of several missed fires), in place."""
     for run in active:
         if isinstance(run, PlannedRun):
             run.status, run.reason = "cancelled", CANCEL_REPLACED

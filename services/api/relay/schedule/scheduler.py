@@ -118,11 +118,13 @@ class Scheduler:
 
             fleet = await self._fleet(now)
             async with self.database.write() as connection:
-                await self._fire_batch(connection, due, now, fleet, report)
-            if len(due) < DUE_BATCH:
+                moved = await self._fire_batch(connection, due, now, fleet, report)
+            # A batch none of which moved was taken by another scheduler
+            # meanwhile; reading it again would only spin.
+            if len(due) < DUE_BATCH or not moved:
                 return
 
-    async def _fire_batch(self, connection, due, now, fleet, report) -> None:
+    async def _fire_batch(self, connection, due, now, fleet, report) -> int:
         """Decide a batch of due jobs in a handful of statements, not per job."""
         moves, fires = {}, {}
         for job in due:
@@ -148,6 +150,7 @@ class Scheduler:
         created = await run_rows.insert_fires(connection, planned, now)
         await run_rows.request_cancel(connection, cancels, now, CANCEL_REPLACED)
         self._record(fired, created, report)
+        return len(won)
 
     def _record(self, fired, created, report: TickReport) -> None:
         for run in created:
