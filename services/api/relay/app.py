@@ -19,6 +19,7 @@ from relay.keys import (
     CLOCK,
     DATABASE,
     DISPATCHER,
+    METRICS,
     OUTPUT,
     PASSWORDS,
     SCHEDULER,
@@ -26,6 +27,7 @@ from relay.keys import (
     SETTINGS,
     USER_TOKENS,
 )
+from relay.metrics import Metrics
 from relay.schedule.clock import Clock
 from relay.schedule.dispatch import Dispatcher
 from relay.schedule.leadership import AdvisoryLockLeader, SoleLeader
@@ -48,6 +50,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> web.Applicatio
     app = web.Application(middlewares=[json_errors], client_max_size=2 * 1024**2)
     app[SETTINGS] = settings
     app[CLOCK] = clock or Clock()
+    app[METRICS] = Metrics()
     app[USER_TOKENS] = UserTokens(settings.secret_key, settings.token_ttl_seconds)
 
     # Order matters: each context may use what the ones before it made, and
@@ -112,7 +115,13 @@ async def _scheduling(app: web.Application) -> AsyncIterator[None]:
         AdvisoryLockLeader(database.engine) if database.is_postgresql else SoleLeader()
     )
     app[SCHEDULER] = Scheduler(
-        database, settings, clock, app[DISPATCHER], app[SEEN], leadership
+        database,
+        settings,
+        clock,
+        app[DISPATCHER],
+        app[SEEN],
+        leadership,
+        app[METRICS],
     )
 
     tasks = [

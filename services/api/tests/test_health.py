@@ -2,7 +2,7 @@ from aiohttp import web
 from api_support import make_settings
 
 from relay.app import create_app
-from relay.keys import DATABASE
+from relay.keys import CLOCK, DATABASE
 from relay_migrator import head_revision
 
 
@@ -73,3 +73,35 @@ async def test_an_unmigrated_database_stops_the_app_from_starting(
         f"the database is at revision none, not {head_revision()}: "
         "run relay-migrate first"
     )
+
+
+async def test_metrics_count_fires_claims_results_and_agents(client, user, scheduler):
+    from api_support import enroll
+
+    agent = await enroll(client, user, "web-1", ["linux"])
+    await agent.heartbeat()
+    await scheduler.tick()
+    job = {
+        "name": "counted",
+        "schedule": "0 10 * * *",
+        "command": "true",
+        "target": {"labels": ["linux"]},
+    }
+    await client.post("/jobs", json=job, headers=user.headers)
+    await client.app[CLOCK].advance(30)
+    await scheduler.tick()
+    [run] = await agent.claim()
+    await agent.run_to_end(run)
+
+    response = await client.get("/metrics")
+    text = await response.text()
+
+    assert response.status == 200
+    for line in (
+        'relay_fires_total{status="pending"} 1.0',
+        "relay_runs_claimed_total 1.0",
+        'relay_runs_finished_total{status="succeeded"} 1.0',
+        'relay_agents{status="online"} 1.0',
+        "relay_fire_lateness_seconds_count 1.0",
+    ):
+        assert line in text.splitlines()

@@ -13,7 +13,16 @@ from aiohttp import web
 from relay.errors import Conflict, InvalidInput, NotFound
 from relay.http.bodies import integer_field, read_object, string_field
 from relay.http.paging import MAX_ID, id_in_path
-from relay.keys import AGENT_AUTH, CLOCK, DATABASE, DISPATCHER, OUTPUT, SEEN, SETTINGS
+from relay.keys import (
+    AGENT_AUTH,
+    CLOCK,
+    DATABASE,
+    DISPATCHER,
+    METRICS,
+    OUTPUT,
+    SEEN,
+    SETTINGS,
+)
 from relay.store import runs as run_rows
 from relay.store.output import Chunk
 
@@ -83,6 +92,7 @@ async def claim(request: web.Request) -> web.Response:
     ]
     for run, _ in claimed:
         log.info("run %s claimed by agent %s", run.id, agent_id)
+    request.app[METRICS].claims.inc(len(claimed))
     return web.json_response({"runs": assignments, **_rhythm(request), "cancel": []})
 
 
@@ -234,6 +244,7 @@ async def finish(request: web.Request) -> web.Response:
         )
 
     run, retry = await _report(request, action)
+    request.app[METRICS].runs_finished.labels(run.status).inc()
     log.info(
         "run %s finished on agent %s: %s, exit code %s",
         run.id,

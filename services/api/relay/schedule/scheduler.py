@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 
 from relay.db.engine import Database
 from relay.errors import NotFound
+from relay.metrics import Metrics
 from relay.schedule.clock import Clock
 from relay.schedule.cron import next_fire, parse_schedule, parse_timezone
 from relay.schedule.dispatch import Dispatcher
@@ -53,6 +54,7 @@ class Scheduler:
         dispatcher: Dispatcher,
         seen: SeenBuffer | None = None,
         leadership=None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.database = database
         self.settings = settings
@@ -65,6 +67,7 @@ class Scheduler:
         self._runs_since_prune: dict[int, int] = {}
         self._last_prune: datetime | None = None
         self._leading_since: datetime | None = None
+        self.metrics = metrics or Metrics()
 
     def wake(self) -> None:
         """Decide again now: a job was made, changed or fired by hand."""
@@ -72,7 +75,9 @@ class Scheduler:
 
     async def run_forever(self) -> None:
         while True:
-            if not await self.leadership.hold():
+            leading = await self.leadership.hold()
+            self.metrics.leader.set(1 if leading else 0)
+            if not leading:
                 self._leading_since = None
                 await asyncio.sleep(STANDBY_SECONDS)
                 continue
@@ -98,12 +103,13 @@ class Scheduler:
         """Fire what is due, take back what was lost; one pass, at clock time."""
         now = self.clock.now()
         report = TickReport()
-        if self.seen is not None:
-            await self.seen.flush()
+        with self.metrics.tick_seconds.time():
+            if self.seen is not None:
+                await self.seen.flush()
 
-        await self._fire_due(now, report)
-        await self._sweep(now, report)
-        await self._prune_now_and_then(now)
+            await self._fire_due(now, report)
+            await self._sweep(now, report)
+            await self._prune_now_and_then(now)
         self.dispatcher.wake(report.woken_agents)
         return report
 
@@ -156,6 +162,9 @@ class Scheduler:
         for run in created:
             counted = self._runs_since_prune.get(run.job_id, 0)
             self._runs_since_prune[run.job_id] = counted + 1
+            self.metrics.fires.labels(run.status).inc()
+            lateness = (run.created_at - run.scheduled_for).total_seconds()
+            self.metrics.fire_lateness.observe(max(0.0, lateness))
         report.fired_jobs += len(fired)
         report.runs_created += len(created)
         report.woken_agents.update(run.agent_id for run in created if run.agent_id)
@@ -243,6 +252,7 @@ class Scheduler:
             return
 
         report.runs_lost += 1
+        self.metrics.runs_lost.inc()
         log.warning("run %s lost from agent %s: %s", run.id, run.agent_id, reason)
         lost = replace(run, status="lost")
         retry = await run_rows.retry_if_allowed(connection, lost, now)
