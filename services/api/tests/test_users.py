@@ -212,3 +212,12 @@ async def test_a_nul_in_a_name_is_refused_before_it_reaches_the_database(client)
         "message": "username must not contain NUL",
         "field": "username",
     }
+
+
+async def test_a_lone_surrogate_spelled_in_capitals_is_refused_too(client):
+    raw = b'{"username": "alice", "password": "abcdefgh\\uD800"}'
+
+    response = await client.post("/users", data=raw)
+
+    assert response.status == 400
+    assert (await response.json())["error"] == "invalid_body"

@@ -35,7 +35,8 @@ async def read_object(request: web.Request) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise InvalidInput("Body must be a JSON object", code="invalid_body")
     # Only an escape can smuggle in a lone surrogate, which no database stores.
-    if "\\ud" in text.lower() and not _encodable(json.dumps(body, ensure_ascii=False)):
+    escaped = "\\ud" in text or "\\uD" in text
+    if escaped and not _encodable(json.dumps(body, ensure_ascii=False)):
         raise InvalidInput(
             "Body holds text that is not valid Unicode", code="invalid_body"
         )
