@@ -23,6 +23,7 @@ from relay.keys import (
     SEEN,
     SETTINGS,
 )
+from relay.store import leases
 from relay.store import runs as run_rows
 from relay.store.output import Chunk
 
@@ -63,9 +64,7 @@ async def heartbeat(request: web.Request) -> web.Response:
     cancel = []
     if running:
         async with request.app[DATABASE].read() as connection:
-            cancel = await run_rows.cancel_requested_among(
-                connection, agent_id, running
-            )
+            cancel = await leases.cancel_requested_among(connection, agent_id, running)
 
     return web.json_response({**_rhythm(request), "cancel": cancel})
 
@@ -135,12 +134,12 @@ async def _claim_due(app: web.Application, agent_id: int, slots: int) -> list:
     """Claim what is due; look first without the write lock, as usually nothing is."""
     now = app[CLOCK].now()
     async with app[DATABASE].read() as connection:
-        due = await run_rows.agents_with_due_runs(connection, [agent_id], now)
+        due = await leases.agents_with_due_runs(connection, [agent_id], now)
     if not due:
         return []
 
     async with app[DATABASE].write() as connection:
-        return await run_rows.claim_runs(
+        return await leases.claim_runs(
             connection, agent_id, slots, now, app[SETTINGS].lease_seconds
         )
 
@@ -167,11 +166,11 @@ def _lease_errors(run_id: int):
     """Answer a report refused for its lease with 409, or 404 if not ours."""
     try:
         yield
-    except run_rows.StaleLease:
+    except leases.StaleLease:
         raise Conflict(
             f"Run {run_id} is no longer held with this lease", code="stale_lease"
         ) from None
-    except run_rows.UnknownRun:
+    except leases.UnknownRun:
         raise NotFound(f"No run {run_id} for this agent", code="unknown_run") from None
 
 
@@ -185,7 +184,7 @@ async def start(request: web.Request) -> web.Response:
     lease = request.app[SETTINGS].lease_seconds
 
     async def action(connection, run_id, agent_id, token, now, body):
-        return await run_rows.start_run(connection, run_id, agent_id, token, now, lease)
+        return await leases.start_run(connection, run_id, agent_id, token, now, lease)
 
     run = await _report(request, action)
     log.info("run %s started on agent %s", run.id, run.agent_id)
@@ -197,9 +196,7 @@ async def renew(request: web.Request) -> web.Response:
     lease = request.app[SETTINGS].lease_seconds
 
     async def action(connection, run_id, agent_id, token, now, body):
-        return await run_rows.renew_lease(
-            connection, run_id, agent_id, token, now, lease
-        )
+        return await leases.renew_lease(connection, run_id, agent_id, token, now, lease)
 
     run = await _report(request, action)
     return web.json_response({**_lease_answer(run), "cancel": run.cancel_requested})
@@ -239,9 +236,7 @@ def _chunk(body: dict) -> tuple[int, str, str]:
 async def finish(request: web.Request) -> web.Response:
     async def action(connection, run_id, agent_id, token, now, body):
         report = _finish_report(body)
-        return await run_rows.finish_run(
-            connection, run_id, agent_id, token, now, report
-        )
+        return await leases.finish_run(connection, run_id, agent_id, token, now, report)
 
     run, retry = await _report(request, action)
     request.app[METRICS].runs_finished.labels(run.status).inc()

@@ -6,7 +6,7 @@ import time
 
 from relay.db.engine import Database
 from relay.schedule.clock import Clock
-from relay.store.runs import agents_with_due_runs
+from relay.store.leases import agents_with_due_runs
 
 log = logging.getLogger(__name__)
 

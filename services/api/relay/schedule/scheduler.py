@@ -20,6 +20,7 @@ from relay.schedule.fleet import Fleet, FleetAgent, Turns
 from relay.schedule.leadership import SoleLeader
 from relay.settings import Settings
 from relay.store import jobs as job_rows
+from relay.store import recovery
 from relay.store import runs as run_rows
 from relay.store.agents import MISSED_HEARTBEATS_OFFLINE, online_agents
 from relay.store.heartbeats import SeenBuffer
@@ -235,36 +236,36 @@ class Scheduler:
             await self._assign_waiting(connection, now, fleet, report)
 
     async def _take_back_stale(self, connection, now, report) -> None:
-        for run in await run_rows.expired_leases(connection, now):
+        for run in await recovery.expired_leases(connection, now):
             await self._take_back(connection, run, now, "lease expired", report)
 
-        offline = await run_rows.held_by_offline_agents(
+        offline = await recovery.held_by_offline_agents(
             connection, now - self._offline_after()
         )
         for run in offline:
             if run.status == "pending":
-                await run_rows.unassign(connection, run)
+                await recovery.unassign(connection, run)
             else:
                 await self._take_back(connection, run, now, "agent offline", report)
 
     async def _take_back(self, connection, run, now, reason, report) -> None:
-        if not await run_rows.declare_lost(connection, run, now, reason):
+        if not await recovery.declare_lost(connection, run, now, reason):
             return
 
         report.runs_lost += 1
         self.metrics.runs_lost.inc()
         log.warning("run %s lost from agent %s: %s", run.id, run.agent_id, reason)
         lost = replace(run, status="lost")
-        retry = await run_rows.retry_if_allowed(connection, lost, now)
+        retry = await recovery.retry_if_allowed(connection, lost, now)
         if retry is not None:
             log.info("run %s retried as run %s", run.id, retry.id)
 
     async def _assign_waiting(self, connection, now, fleet, report) -> None:
         """Give due runs that have no agent to one; skip those none can take."""
-        for run, target in await run_rows.unassigned_due(connection, now):
+        for run, target in await recovery.unassigned_due(connection, now):
             agent_id = _choose(fleet, target, run)
             reason = _no_agent_reason(target)
-            if not await run_rows.reassign_pending(
+            if not await recovery.reassign_pending(
                 connection, run, agent_id, now, reason
             ):
                 continue

@@ -15,7 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from relay.db.engine import Database
 from relay.db.tables import run_output, runs
-from relay.store.runs import FINAL, Run, StaleLease, UnknownRun, same_token
+from relay.store.leases import StaleLease, UnknownRun, same_token
+from relay.store.runs import FINAL, Run
 
 log = logging.getLogger(__name__)
 

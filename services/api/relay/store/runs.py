@@ -1,20 +1,21 @@
-"""Rows of runs: made by fires, claimed by agents, ended by reports or sweeps.
+"""Rows of runs: made by fires, listed, cancelled.
 
-Every change of a run's status is one conditional UPDATE naming the status
-(and, for an agent's report, the lease token) it expects. Whoever's update
-matches wins; everyone else sees zero rows and changes nothing. That is what
-keeps a run from being claimed twice or ending both failed and succeeded.
+A run's later life is in leases.py (claims and agents' reports) and
+recovery.py (retries, runs taken back). Every change of a run's status, there
+and here, is one conditional UPDATE naming the status (and, for an agent's
+report, the lease token) it expects. Whoever's update matches wins; everyone
+else sees zero rows and changes nothing. That is what keeps a run from being
+claimed twice or ending both failed and succeeded.
 """
 
-import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from relay.db.tables import agents, jobs, runs
+from relay.db.tables import jobs, runs
 from relay.schedule.fires import PlannedRun
 from relay.store.jobs import Job
 
@@ -99,7 +100,7 @@ class Run:
 RUN_COLUMNS = tuple(runs.c[name] for name in Run.__dataclass_fields__)
 
 
-def _insert(connection: AsyncConnection):
+def insert_once(connection: AsyncConnection):
     """INSERT that ignores a row whose fire key exists: the key decides races."""
     dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
     return dialect.insert(runs).on_conflict_do_nothing(
@@ -135,7 +136,7 @@ async def insert_planned(
         return []
 
     rows = [_planned_row(job, run, now) for job, run in planned]
-    statement = _insert(connection).returning(
+    statement = insert_once(connection).returning(
         *RUN_COLUMNS, sort_by_parameter_order=True
     )
     result = await connection.execute(statement, rows)
@@ -154,7 +155,7 @@ async def insert_fires(
         return []
 
     rows = [_planned_row(job, run, now) for job, run in planned]
-    await connection.execute(_insert(connection), rows)
+    await connection.execute(insert_once(connection), rows)
     job_ids = sorted({job.id for job, _ in planned})
     made = select(*RUN_COLUMNS).where(
         runs.c.job_id.in_(job_ids), runs.c.created_at == now
@@ -269,383 +270,6 @@ async def list_runs(
 
     rows = await connection.execute(statement.order_by(runs.c.id.desc()).limit(limit))
     return [Run(*row) for row in rows]
-
-
-# Claims ---------------------------------------------------------------------
-
-
-async def claim_runs(
-    connection: AsyncConnection,
-    agent_id: int,
-    slots: int,
-    now: datetime,
-    lease_seconds: int,
-) -> list[tuple[Run, str]]:
-    """Hand this agent up to `slots` of its due runs, each with a new lease."""
-    candidates = (
-        select(runs.c.id)
-        .where(
-            runs.c.agent_id == agent_id,
-            runs.c.status == "pending",
-            runs.c.not_before <= now,
-        )
-        .order_by(runs.c.not_before, runs.c.id)
-        .limit(slots)
-    )
-    if connection.dialect.name == "postgresql":
-        # Another relay claiming for the same agent skips rows we hold.
-        candidates = candidates.with_for_update(skip_locked=True)
-
-    claimed = []
-    for run_id in (await connection.execute(candidates)).scalars().all():
-        run = await _claim_one(connection, run_id, agent_id, now, lease_seconds)
-        if run is not None:
-            claimed.append(run)
-    return await _with_job_names(connection, claimed)
-
-
-async def _claim_one(
-    connection: AsyncConnection,
-    run_id: int,
-    agent_id: int,
-    now: datetime,
-    lease_seconds: int,
-) -> Run | None:
-    result = await connection.execute(
-        update(runs)
-        .where(
-            runs.c.id == run_id, runs.c.status == "pending", runs.c.agent_id == agent_id
-        )
-        .values(
-            status="claimed",
-            claimed_at=now,
-            lease_token="lt_" + secrets.token_urlsafe(24),
-            lease_expires_at=now + timedelta(seconds=lease_seconds),
-        )
-        .returning(*RUN_COLUMNS)
-    )
-    row = result.one_or_none()
-    return None if row is None else Run(*row)
-
-
-async def _with_job_names(
-    connection: AsyncConnection, claimed: list[Run]
-) -> list[tuple[Run, str]]:
-    if not claimed:
-        return []
-
-    job_ids = {run.job_id for run in claimed}
-    names = dict(
-        (
-            await connection.execute(
-                select(jobs.c.id, jobs.c.name).where(jobs.c.id.in_(job_ids))
-            )
-        ).all()
-    )
-    return [(run, names.get(run.job_id, "")) for run in claimed]
-
-
-async def agents_with_due_runs(
-    connection: AsyncConnection, agent_ids: list[int], now: datetime
-) -> set[int]:
-    if not agent_ids:
-        return set()
-
-    statement = (
-        select(runs.c.agent_id)
-        .where(
-            runs.c.status == "pending",
-            runs.c.agent_id.in_(agent_ids),
-            runs.c.not_before <= now,
-        )
-        .distinct()
-    )
-    return set((await connection.execute(statement)).scalars().all())
-
-
-async def cancel_requested_among(
-    connection: AsyncConnection, agent_id: int, run_ids: list[int]
-) -> list[int]:
-    """Which of the runs an agent says it holds have been cancelled."""
-    if not run_ids:
-        return []
-
-    statement = select(runs.c.id).where(
-        runs.c.id.in_(run_ids),
-        runs.c.agent_id == agent_id,
-        or_(runs.c.cancel_requested, runs.c.status.in_(("cancelled", "lost"))),
-    )
-    return sorted((await connection.execute(statement)).scalars().all())
-
-
-# Reports --------------------------------------------------------------------
-
-
-class StaleLease(Exception):
-    """The report's lease token is not the run's current one."""
-
-
-class UnknownRun(Exception):
-    """No such run, or not this agent's."""
-
-
-def same_token(current: str | None, offered: str) -> bool:
-    """Compare lease tokens in constant time; bytes, since any text may be offered."""
-    if current is None:
-        return False
-    return secrets.compare_digest(current.encode(), offered.encode())
-
-
-async def held_run(
-    connection: AsyncConnection, run_id: int, agent_id: int, token: str
-) -> Run:
-    """The run, if this agent's token is its current lease; else an error."""
-    run = await get_run(connection, run_id)
-    if run is None or run.agent_id != agent_id:
-        raise UnknownRun(run_id)
-    if not same_token(run.lease_token, token):
-        raise StaleLease(run_id)
-    return run
-
-
-async def start_run(
-    connection: AsyncConnection,
-    run_id: int,
-    agent_id: int,
-    token: str,
-    now: datetime,
-    lease_seconds: int,
-) -> Run:
-    run = await held_run(connection, run_id, agent_id, token)
-    if run.status != "claimed":
-        return run
-
-    result = await connection.execute(
-        update(runs)
-        .where(
-            runs.c.id == run_id, runs.c.lease_token == token, runs.c.status == "claimed"
-        )
-        .values(
-            status="running",
-            started_at=now,
-            lease_expires_at=now + timedelta(seconds=lease_seconds),
-        )
-        .returning(*RUN_COLUMNS)
-    )
-    row = result.one_or_none()
-    return Run(*row) if row else await held_run(connection, run_id, agent_id, token)
-
-
-async def renew_lease(
-    connection: AsyncConnection,
-    run_id: int,
-    agent_id: int,
-    token: str,
-    now: datetime,
-    lease_seconds: int,
-) -> Run:
-    run = await held_run(connection, run_id, agent_id, token)
-    if run.status not in HELD:
-        return run
-
-    result = await connection.execute(
-        update(runs)
-        .where(
-            runs.c.id == run_id, runs.c.lease_token == token, runs.c.status.in_(HELD)
-        )
-        .values(lease_expires_at=now + timedelta(seconds=lease_seconds))
-        .returning(*RUN_COLUMNS)
-    )
-    row = result.one_or_none()
-    return Run(*row) if row else await held_run(connection, run_id, agent_id, token)
-
-
-def final_status(outcome: str, exit_code: int | None) -> str:
-    if outcome == "exited":
-        return "succeeded" if exit_code == 0 else "failed"
-    if outcome in ("timed_out", "cancelled"):
-        return outcome
-    # The agent stopped before the command could finish (it was shut down):
-    # lost, like a run whose agent vanished, so the job's retries apply.
-    if outcome == "interrupted":
-        return "lost"
-    return "failed"
-
-
-async def finish_run(
-    connection: AsyncConnection,
-    run_id: int,
-    agent_id: int,
-    token: str,
-    now: datetime,
-    report: dict,
-) -> tuple[Run, Run | None]:
-    """End a held run as its agent reports; returns it and any retry made."""
-    run = await held_run(connection, run_id, agent_id, token)
-    if run.status in FINAL:
-        return run, None
-
-    status = final_status(report["outcome"], report.get("exit_code"))
-    result = await connection.execute(
-        update(runs)
-        .where(
-            runs.c.id == run_id, runs.c.lease_token == token, runs.c.status.in_(HELD)
-        )
-        .values(
-            status=status,
-            finished_at=now,
-            exit_code=report.get("exit_code"),
-            signal=report.get("signal"),
-            reason=report.get("error") or run.reason,
-            lease_expires_at=None,
-        )
-        .returning(*RUN_COLUMNS)
-    )
-    row = result.one_or_none()
-    if row is None:
-        return await held_run(connection, run_id, agent_id, token), None
-
-    ended = Run(*row)
-    return ended, await retry_if_allowed(connection, ended, now)
-
-
-# Retries and sweeps -----------------------------------------------------------
-
-
-async def retry_if_allowed(
-    connection: AsyncConnection, ended: Run, now: datetime, agent_id: int | None = None
-) -> Run | None:
-    """Queue the next attempt of a failed, timed out or lost run, if any remain."""
-    if ended.status not in RETRYABLE or ended.cancel_requested:
-        return None
-
-    job = await connection.execute(
-        select(
-            jobs.c.retries, jobs.c.retry_backoff_seconds, jobs.c.target, jobs.c.enabled
-        ).where(jobs.c.id == ended.job_id)
-    )
-    row = job.one_or_none()
-    if row is None or ended.attempt > row.retries:
-        return None
-
-    factor = min(2 ** (ended.attempt - 1), MAX_BACKOFF_FACTOR)
-    # A run for "any agent with these labels" is given an agent when it is due,
-    # by the scheduler, so the retry can go to whichever agent is free then.
-    any_agent = "labels" in row.target and not row.target.get("all")
-    if any_agent:
-        agent_id = None
-    elif agent_id is None:
-        agent_id = ended.agent_id
-    values = {
-        "job_id": ended.job_id,
-        "scheduled_for": ended.scheduled_for,
-        "slot": ended.slot,
-        "attempt": ended.attempt + 1,
-        "first_run_id": ended.first_run_id or ended.id,
-        "trigger": "retry",
-        "manual": ended.manual,
-        "agent_id": agent_id,
-        "status": "pending",
-        "reason": None,
-        "command": ended.command,
-        "env": ended.env,
-        "timeout_seconds": ended.timeout_seconds,
-        "cancel_requested": False,
-        "not_before": now + timedelta(seconds=row.retry_backoff_seconds * factor),
-        "created_at": now,
-        "output_bytes": 0,
-        "output_kept_bytes": 0,
-    }
-    result = await connection.execute(
-        _insert(connection).values(values).returning(*RUN_COLUMNS)
-    )
-    inserted = result.one_or_none()
-    return None if inserted is None else Run(*inserted)
-
-
-async def expired_leases(connection: AsyncConnection, now: datetime) -> list[Run]:
-    statement = select(*RUN_COLUMNS).where(
-        runs.c.status.in_(HELD), runs.c.lease_expires_at < now
-    )
-    return [Run(*row) for row in await connection.execute(statement)]
-
-
-async def held_by_offline_agents(
-    connection: AsyncConnection, seen_before: datetime
-) -> list[Run]:
-    offline = select(agents.c.id).where(
-        or_(agents.c.last_seen_at.is_(None), agents.c.last_seen_at < seen_before)
-    )
-    statement = select(*RUN_COLUMNS).where(
-        runs.c.status.in_(ACTIVE), runs.c.agent_id.in_(offline)
-    )
-    return [Run(*row) for row in await connection.execute(statement)]
-
-
-async def declare_lost(
-    connection: AsyncConnection, run: Run, now: datetime, reason: str
-) -> bool:
-    """Take a held run back from its agent; its lease token stops working."""
-    result = await connection.execute(
-        update(runs)
-        .where(
-            runs.c.id == run.id,
-            runs.c.status.in_(HELD),
-            runs.c.lease_token == run.lease_token,
-        )
-        .values(
-            status="lost",
-            reason=reason,
-            finished_at=now,
-            lease_token=None,
-            lease_expires_at=None,
-        )
-    )
-    return result.rowcount == 1
-
-
-async def reassign_pending(
-    connection: AsyncConnection,
-    run: Run,
-    agent_id: int | None,
-    now: datetime,
-    reason: str,
-) -> bool:
-    """Move a waiting run to another agent, or skip it when there is none."""
-    condition = and_(runs.c.id == run.id, runs.c.status == "pending")
-    if agent_id is None:
-        values = {"status": "skipped", "reason": reason, "finished_at": now}
-    else:
-        values = {"agent_id": agent_id}
-    result = await connection.execute(update(runs).where(condition).values(**values))
-    return result.rowcount == 1
-
-
-async def unassign(connection: AsyncConnection, run: Run) -> None:
-    """Free a waiting run from an agent that went offline before claiming it."""
-    await connection.execute(
-        update(runs)
-        .where(runs.c.id == run.id, runs.c.status == "pending")
-        .values(agent_id=None)
-    )
-
-
-async def unassigned_due(
-    connection: AsyncConnection, now: datetime
-) -> list[tuple[Run, dict]]:
-    """Due waiting runs with no agent, each with its job's target."""
-    statement = (
-        select(*RUN_COLUMNS, jobs.c.target)
-        .join(jobs, jobs.c.id == runs.c.job_id)
-        .where(
-            runs.c.status == "pending",
-            runs.c.not_before <= now,
-            runs.c.agent_id.is_(None),
-        )
-        .order_by(runs.c.not_before, runs.c.id)
-    )
-    rows = await connection.execute(statement)
-    return [(Run(*row[:-1]), row[-1]) for row in rows]
 
 
 def _iso(moment: datetime | None) -> str | None:
