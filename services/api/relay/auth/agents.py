@@ -12,6 +12,7 @@ from relay.store.agents import find_agent_id_by_hash
 
 # A replaced token keeps working on other relays for at most this long.
 CACHE_SECONDS = 30.0
+MAX_CACHED = 10_000
 
 
 class AgentAuthenticator:
@@ -34,8 +35,17 @@ class AgentAuthenticator:
         if agent_id is None:
             raise Unauthorized("This agent token is not known", code="unknown_agent")
 
+        if len(self._cache) >= MAX_CACHED:
+            self._drop_expired()
         self._cache[token_hash] = (agent_id, time.monotonic() + CACHE_SECONDS)
         return agent_id
+
+    def _drop_expired(self) -> None:
+        # Replaced tokens leave entries behind; keep the cache the fleet's size.
+        now = time.monotonic()
+        expired = [key for key, (_, until) in self._cache.items() if until <= now]
+        for key in expired:
+            del self._cache[key]
 
     def forget(self, agent_id: int) -> None:
         """Drop cached tokens of an agent whose token was just replaced."""

@@ -149,13 +149,18 @@ async def remove(request: web.Request) -> web.Response:
 async def run_now(request: web.Request) -> web.Response:
     identity = require_user(request)
 
-    async with request.app[DATABASE].read() as connection:
-        job = await visible_job(connection, identity, _job_id(request))
-
-    now = request.app[CLOCK].now()
-    created = await request.app[SCHEDULER].fire_now(job, now)
-    log.info("job %s fired by hand by user %s", job.id, identity.user_id)
+    created = await fire_by_hand(request.app, identity, _job_id(request))
     return web.json_response({"runs": [run.public() for run in created]}, status=201)
+
+
+async def fire_by_hand(app: web.Application, identity: UserIdentity, job_id: int):
+    """Fire a job this user may see, now, under its own rules."""
+    async with app[DATABASE].read() as connection:
+        job = await visible_job(connection, identity, job_id)
+
+    created = await app[SCHEDULER].fire_now(job, app[CLOCK].now())
+    log.info("job %s fired by hand by user %s", job.id, identity.user_id)
+    return created
 
 
 @routes.get("/jobs/{job_id}/next")

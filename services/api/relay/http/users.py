@@ -41,15 +41,23 @@ async def login(request: web.Request) -> web.Response:
     username = string_field(body, "username")
     password = string_field(body, "password")
 
-    async with request.app[DATABASE].read() as connection:
-        found = await find_login(connection, username)
-
-    user, password_hash = found if found else (None, None)
-    if not await request.app[PASSWORDS].verify(password, password_hash):
+    user = await check_password(request.app, username, password)
+    if user is None:
         raise Unauthorized("Invalid username or password", code="invalid_credentials")
 
     token = request.app[USER_TOKENS].issue(user.id, user.username, user.is_admin)
     return web.json_response({"message": "Login successful", "token": token})
+
+
+async def check_password(app: web.Application, username: str, password: str):
+    """The user these credentials prove, or None; as slow for an unknown name."""
+    async with app[DATABASE].read() as connection:
+        found = await find_login(connection, username)
+
+    user, password_hash = found if found else (None, None)
+    if not await app[PASSWORDS].verify(password, password_hash):
+        return None
+    return user
 
 
 @routes.get("/protected")

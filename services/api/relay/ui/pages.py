@@ -15,16 +15,16 @@ from aiohttp import web
 
 from relay.auth.tokens import TokenError, UserIdentity
 from relay.errors import Forbidden, NotLoggedIn
-from relay.http.jobs import change_job, visible_job
+from relay.http.jobs import change_job, fire_by_hand, visible_job
 from relay.http.paging import id_in_path
 from relay.http.runs import visible_run
-from relay.keys import CLOCK, DATABASE, PASSWORDS, SCHEDULER, SETTINGS, USER_TOKENS
+from relay.http.users import check_password
+from relay.keys import CLOCK, DATABASE, SETTINGS, USER_TOKENS
 from relay.schedule.cron import next_fires, parse_schedule, parse_timezone
 from relay.store import jobs as job_rows
 from relay.store import runs as run_rows
 from relay.store.agents import list_agents
 from relay.store.output import read_output
-from relay.store.users import find_login
 
 log = logging.getLogger(__name__)
 
@@ -102,10 +102,9 @@ async def login(request: web.Request) -> web.Response:
     username = str(form.get("username", ""))
     password = str(form.get("password", ""))
 
-    async with request.app[DATABASE].read() as connection:
-        found = await find_login(connection, username) if username else None
-    user, password_hash = found if found else (None, None)
-    if not password or not await request.app[PASSWORDS].verify(password, password_hash):
+    valid = username and password and "\x00" not in username + password
+    user = await check_password(request.app, username, password) if valid else None
+    if user is None:
         context = {"identity": None, "error": "Invalid username or password"}
         context["username"] = username
         return aiohttp_jinja2.render_template(
@@ -174,12 +173,8 @@ async def run_now(request: web.Request) -> web.Response:
     same_origin(request)
     job_id = id_in_path(request, "job_id", "job", "job_not_found")
 
-    async with request.app[DATABASE].read() as connection:
-        job = await visible_job(connection, identity, job_id)
-    await request.app[SCHEDULER].fire_now(job, request.app[CLOCK].now())
-
-    log.info("job %s fired by hand from the UI by user %s", job.id, identity.user_id)
-    raise web.HTTPSeeOther(f"/ui/jobs/{job.id}")
+    await fire_by_hand(request.app, identity, job_id)
+    raise web.HTTPSeeOther(f"/ui/jobs/{job_id}")
 
 
 @routes.post("/ui/jobs/{job_id}/toggle")
