@@ -190,7 +190,7 @@ class Scheduler:
             active = await run_rows.active_runs_by_job(connection, [job.id])
             plan = plan_fires(job, [now], now, active.get(job.id, []), fleet, "manual")
             planned = [(job, run) for run in plan.runs]
-            created = await run_rows.insert_planned(connection, planned, now)
+            created = await run_rows.insert_fires(connection, planned, now)
             await run_rows.request_cancel(
                 connection, plan.cancel_run_ids, now, CANCEL_REPLACED
             )

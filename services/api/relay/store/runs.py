@@ -128,28 +128,13 @@ def _new_row(job: Job, now: datetime, **values) -> dict:
     }
 
 
-async def insert_planned(
-    connection: AsyncConnection, planned: list[tuple[Job, PlannedRun]], now: datetime
-) -> list[Run]:
-    """Insert fires' runs in one statement; those made already are left out."""
-    if not planned:
-        return []
-
-    rows = [_planned_row(job, run, now) for job, run in planned]
-    statement = insert_once(connection).returning(
-        *RUN_COLUMNS, sort_by_parameter_order=True
-    )
-    result = await connection.execute(statement, rows)
-    return [Run(*row) for row in result]
-
-
 async def insert_fires(
     connection: AsyncConnection, planned: list[tuple[Job, PlannedRun]], now: datetime
 ) -> list[Run]:
-    """insert_planned for a scheduler's batch: one executemany, then one read.
+    """Insert fires' runs; those another scheduler made already are left out.
 
-    RETURNING would make SQLite run the INSERT once per row; a batch of fires
-    is hundreds of rows, so the runs made are read back in a single query.
+    One executemany, then one read of the runs made: RETURNING would make
+    SQLite run the INSERT once per row, and a batch is hundreds of rows.
     """
     if not planned:
         return []
