@@ -40,6 +40,7 @@ def main() -> None:
     lock = _hold_sqlite_lock(settings)
     try:
         _serve(settings)
+        log.info("relay stopped")
     except SchemaNotReady as exc:
         sys.exit(f"relay: {exc}")
     except (SQLAlchemyError, OSError) as exc:
